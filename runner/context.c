@@ -1,0 +1,209 @@
+/* context.c - expression contexts and step environments. */
+#include "context.h"
+#include "buf.h"
+#include "error.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+
+static const char *runner_arch(void)
+{
+	struct utsname u;
+	if (uname(&u) < 0)
+		return "unknown";
+	if (strcmp(u.machine, "x86_64") == 0)
+		return "X64";
+	if (strcmp(u.machine, "aarch64") == 0)
+		return "ARM64";
+	if (strcmp(u.machine, "i686") == 0 || strcmp(u.machine, "i386") == 0)
+		return "X86";
+	if (strncmp(u.machine, "arm", 3) == 0)
+		return "ARM";
+	return "unknown";
+}
+
+json_t *rn_context_job(const rn_pipeline *p, const rn_gnode *node, json_t *secrets, json_t *git,
+		       json_t *needs, const char *run_id, const char *workspace)
+{
+	json_t *ctx = json_object();
+	json_object_set_new(ctx, "env", json_object());
+	json_object_set_new(ctx, "matrix", node && node->matrix ? json_deep_copy(node->matrix) : json_object());
+	json_object_set_new(ctx, "secrets", secrets ? json_incref(secrets) : json_object());
+	json_object_set_new(ctx, "needs", needs ? json_incref(needs) : json_object());
+	json_object_set_new(ctx, "job", json_pack("{s:s}", "status", "success"));
+	json_object_set_new(ctx, "runner", json_pack("{s:s, s:s, s:s}", "os", "Linux", "arch", runner_arch(),
+						     "workspace", workspace ? workspace : ""));
+	json_object_set_new(ctx, "git", git ? json_incref(git) : json_object());
+	json_object_set_new(ctx, "pipeline", json_pack("{s:s, s:s}", "id", run_id ? run_id : "", "name", p->name));
+	json_object_set_new(ctx, "steps", json_object());
+	return ctx;
+}
+
+int rn_context_expand(char **out, const char *s, const rn_expr_env *ee)
+{
+	*out = NULL;
+	if (!s)
+		return 0;
+	if (!rn_template_has(s)) {
+		*out = rn_xstrdup(s);
+		return 0;
+	}
+	return rn_template_expand(out, s, ee);
+}
+
+static void layer(json_t *env, const rn_kvs *kvs)
+{
+	for (size_t i = 0; kvs && i < kvs->n; i++)
+		json_object_set_new(env, kvs->v[i].key, json_string(kvs->v[i].value));
+}
+
+int rn_context_set_env(json_t *ctx, const rn_kvs *pipeline_env, const rn_kvs *job_env, json_t *dynamic,
+		       const rn_kvs *step_env, const rn_expr_env *ee)
+{
+	json_t *raw = json_object();
+	layer(raw, pipeline_env);
+	layer(raw, job_env);
+	if (dynamic)
+		json_object_update(raw, dynamic);
+	layer(raw, step_env);
+	/* expressions see the unexpanded merged env while the values are expanded */
+	json_object_set(ctx, "env", raw);
+	json_t *done = json_object();
+	const char *k;
+	json_t *v;
+	int rc = 0;
+	json_object_foreach(raw, k, v) {
+		char *s = NULL;
+		if (rn_context_expand(&s, json_string_value(v), ee) < 0) {
+			rc = rn_error_set("env %s: %s", k, rn_error_last());
+			break;
+		}
+		json_object_set_new(done, k, json_string(s ? s : ""));
+		free(s);
+	}
+	json_object_set_new(ctx, "env", done);
+	json_decref(raw);
+	return rc;
+}
+
+int rn_context_expand_json(json_t **out, const json_t *v, const rn_expr_env *ee)
+{
+	*out = NULL;
+	if (json_is_string(v)) {
+		char *s = NULL;
+		if (rn_context_expand(&s, json_string_value(v), ee) < 0)
+			return RN_EINVALID;
+		*out = json_string(s);
+		free(s);
+		return 0;
+	}
+	if (json_is_array(v)) {
+		json_t *a = json_array();
+		size_t i;
+		json_t *it;
+		json_array_foreach(v, i, it) {
+			json_t *x;
+			if (rn_context_expand_json(&x, it, ee) < 0) {
+				json_decref(a);
+				return RN_EINVALID;
+			}
+			json_array_append_new(a, x);
+		}
+		*out = a;
+		return 0;
+	}
+	if (json_is_object(v)) {
+		json_t *o = json_object();
+		const char *k;
+		json_t *it;
+		json_object_foreach((json_t *)v, k, it) {
+			json_t *x;
+			if (rn_context_expand_json(&x, it, ee) < 0) {
+				json_decref(o);
+				return RN_EINVALID;
+			}
+			json_object_set_new(o, k, x);
+		}
+		*out = o;
+		return 0;
+	}
+	*out = json_incref((json_t *)v);
+	return 0;
+}
+
+typedef struct strv {
+	char **v;
+	size_t n, cap;
+} strv;
+
+/* Set NAME=value, replacing an earlier NAME. */
+static void strv_set(strv *s, const char *kv)
+{
+	size_t nl = strcspn(kv, "=");
+	for (size_t i = 0; i < s->n; i++) {
+		if (strncmp(s->v[i], kv, nl) == 0 && s->v[i][nl] == '=') {
+			free(s->v[i]);
+			s->v[i] = rn_xstrdup(kv);
+			return;
+		}
+	}
+	rn_grow(&s->v, &s->cap, s->n + 2, sizeof(*s->v));
+	s->v[s->n++] = rn_xstrdup(kv);
+	s->v[s->n] = NULL;
+}
+
+static const char *strv_get(const strv *s, const char *name)
+{
+	size_t nl = strlen(name);
+	for (size_t i = 0; i < s->n; i++)
+		if (strncmp(s->v[i], name, nl) == 0 && s->v[i][nl] == '=')
+			return s->v[i] + nl + 1;
+	return NULL;
+}
+
+char **rn_context_environ(char *const *base, json_t *env, const char *const *extra, size_t nextra,
+			  json_t *path_prepend)
+{
+	strv s = { NULL, 0, 0 };
+	for (size_t i = 0; base && base[i]; i++) {
+		if (rn_startswith(base[i], "RUNNER_SECRET_") || !strchr(base[i], '='))
+			continue;
+		strv_set(&s, base[i]);
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach(env, k, v) {
+		char *kv = rn_xasprintf("%s=%s", k, json_string_value(v) ? json_string_value(v) : "");
+		strv_set(&s, kv);
+		free(kv);
+	}
+	for (size_t i = 0; i < nextra; i++)
+		strv_set(&s, extra[i]);
+	if (path_prepend && json_array_size(path_prepend)) {
+		rn_buf b = RN_BUF_INIT(1024 * 1024);
+		rn_buf_puts(&b, "PATH=");
+		size_t i;
+		json_t *it;
+		json_array_foreach(path_prepend, i, it) {
+			rn_buf_puts(&b, json_string_value(it));
+			rn_buf_putc(&b, ':');
+		}
+		const char *old = strv_get(&s, "PATH");
+		rn_buf_puts(&b, old ? old : "/usr/local/bin:/usr/bin:/bin");
+		strv_set(&s, rn_buf_cstr(&b));
+		rn_buf_free(&b);
+	}
+	if (!s.v) {
+		s.v = rn_xcalloc(1, sizeof(*s.v));
+	}
+	return s.v;
+}
+
+void rn_strv_free(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}

@@ -1,0 +1,245 @@
+/* localrun.c - `runner run`: set up a run (id, workspace, secrets, sinks) and drive the engine. */
+#include "localrun.h"
+#include "diag.h"
+#include "engine.h"
+#include "error.h"
+#include "event.h"
+#include "graph.h"
+#include "kvfile.h"
+#include "mask.h"
+#include "util.h"
+#include "workflow.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_INFRA = 3 };
+
+static char *new_run_id(void)
+{
+	unsigned char r[3] = { 0, 0, 0 };
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r[0] = (unsigned char)getpid();
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	return rn_xasprintf("%04d%02d%02d-%02d%02d%02d-%02x%02x%02x", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+			    tm.tm_hour, tm.tm_min, tm.tm_sec, r[0], r[1], r[2]);
+}
+
+typedef struct secrets_ctx {
+	json_t *obj;
+	rn_masker *m;
+	const char *origin;
+} secrets_ctx;
+
+static int add_secret(secrets_ctx *s, const char *name, const char *value)
+{
+	if (rn_masker_add(s->m, value) < 0) {
+		fprintf(stderr, "runner run: secret %s (%s): %s\n", name, s->origin, rn_error_last());
+		return RN_EINVALID;
+	}
+	json_object_set_new(s->obj, name, json_string(value));
+	return 0;
+}
+
+static int secret_kv(const char *key, const char *value, size_t vlen, void *payload)
+{
+	(void)vlen;
+	return add_secret(payload, key, value);
+}
+
+/* Secrets from RUNNER_SECRET_<NAME>, --secret-file and --secret (later wins). */
+static int load_secrets(const rn_local_opts *o, secrets_ctx *s)
+{
+	s->origin = "environment";
+	for (char **e = environ; *e; e++) {
+		if (!rn_startswith(*e, "RUNNER_SECRET_"))
+			continue;
+		const char *eq = strchr(*e, '=');
+		if (!eq)
+			continue;
+		char *name = rn_xstrndup(*e + 14, (size_t)(eq - *e - 14));
+		int rc = *name ? add_secret(s, name, eq + 1) : 0;
+		free(name);
+		if (rc < 0)
+			return rc;
+	}
+	for (size_t i = 0; i < o->nsecret_files; i++) {
+		char *data = NULL;
+		size_t len = 0;
+		s->origin = o->secret_files[i];
+		if (rn_read_file(&data, &len, o->secret_files[i], 1024 * 1024) < 0) {
+			fprintf(stderr, "runner run: --secret-file: %s\n", rn_error_last());
+			return RN_EINVALID;
+		}
+		int rc = rn_kvfile_parse(data, len, RN_KV_DOTENV, secret_kv, s);
+		free(data);
+		if (rc < 0) {
+			if (rc != RN_EINVALID || *rn_error_last())
+				fprintf(stderr, "runner run: %s: %s\n", o->secret_files[i], rn_error_last());
+			return RN_EINVALID;
+		}
+	}
+	s->origin = "--secret";
+	for (size_t i = 0; i < o->nsecrets; i++) {
+		const char *eq = strchr(o->secrets[i], '=');
+		if (!eq || eq == o->secrets[i]) {
+			fprintf(stderr, "runner run: --secret wants NAME=VALUE\n");
+			return RN_EINVALID;
+		}
+		char *name = rn_xstrndup(o->secrets[i], (size_t)(eq - o->secrets[i]));
+		int rc = add_secret(s, name, eq + 1);
+		free(name);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void dry_run(const rn_graph *g, FILE *out)
+{
+	size_t n;
+	size_t *order = rn_graph_order(g, &n);
+	fprintf(out, "dry run: %zu job%s would run, in this order:\n", n, n == 1 ? "" : "s");
+	rn_graph_print(g, RN_GRAPH_TEXT, out);
+	free(order);
+}
+
+static int self_exe(char *buf, size_t size)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+	if (n <= 0)
+		return rn_error_errno("/proc/self/exe");
+	buf[n] = '\0';
+	return 0;
+}
+
+int rn_local_run(const rn_local_opts *o)
+{
+	int exit_code = EXIT_OK;
+	rn_diags d = RN_DIAGS_INIT(o->file);
+	rn_pipeline *p = NULL;
+	rn_graph g = { NULL, 0 };
+	rn_masker *masker = rn_masker_new();
+	json_t *secrets = json_object();
+	char *run_id = NULL, *log_dir = NULL, *artifacts = NULL;
+	char workspace[PATH_MAX], exe[PATH_MAX];
+	rn_sink *sinks[4];
+	size_t nsinks = 0;
+	FILE *console = o->json ? stderr : stdout;
+
+	int rc = rn_workflow_load(&p, o->file, &d);
+	if (rc == 0)
+		rc = rn_graph_build(&g, p, &d);
+	rn_diags_print(&d, stderr);
+	if (rc < 0) {
+		exit_code = rc == RN_EINVALID || rc == RN_ENOTFOUND ? EXIT_USAGE : EXIT_INFRA;
+		goto done;
+	}
+	if (rn_graph_select(&g, o->jobs, o->njobs) < 0) {
+		fprintf(stderr, "runner run: %s\n", rn_error_last());
+		exit_code = EXIT_USAGE;
+		goto done;
+	}
+	secrets_ctx sc = { secrets, masker, NULL };
+	if (load_secrets(o, &sc) < 0) {
+		exit_code = EXIT_USAGE;
+		goto done;
+	}
+	if (o->clean) {
+		fprintf(stderr, "runner run: --clean needs the git checkout support, which this version does not have yet\n");
+		exit_code = EXIT_USAGE;
+		goto done;
+	}
+	if (o->dry_run) {
+		dry_run(&g, stdout);
+		goto done;
+	}
+	if (!realpath(o->workdir ? o->workdir : ".", workspace)) {
+		fprintf(stderr, "runner run: workspace %s: %s\n", o->workdir ? o->workdir : ".", strerror(errno));
+		exit_code = EXIT_INFRA;
+		goto done;
+	}
+	if (self_exe(exe, sizeof(exe)) < 0) {
+		fprintf(stderr, "runner run: %s\n", rn_error_last());
+		exit_code = EXIT_INFRA;
+		goto done;
+	}
+	run_id = new_run_id();
+	log_dir = o->log_dir ? rn_xstrdup(o->log_dir) : rn_xasprintf("%s/.runner/logs/%s", workspace, run_id);
+	artifacts = rn_xasprintf("%s/.runner/artifacts/%s", workspace, run_id);
+	if (rn_mkdir_p(log_dir, 0755) < 0 || rn_mkdir_p(artifacts, 0755) < 0) {
+		fprintf(stderr, "runner run: %s\n", rn_error_last());
+		exit_code = EXIT_INFRA;
+		goto done;
+	}
+	int tty = isatty(fileno(console));
+	int color = o->color != 0 && tty && !getenv("NO_COLOR");
+	sinks[nsinks++] = rn_console_sink_new(console, color, color, masker);
+	sinks[nsinks++] = rn_logdir_sink_new(log_dir, masker);
+	if (o->json)
+		sinks[nsinks++] = rn_json_sink_new(stdout, masker);
+	if (o->junit)
+		sinks[nsinks++] = rn_junit_sink_new(o->junit, masker);
+
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	rn_engine_opts eo = {
+		.pipeline = p,
+		.graph = &g,
+		.parallel = o->parallel > 0 ? o->parallel : (ncpu > 0 ? (int)ncpu : 1),
+		.keep_going = o->keep_going,
+		.workspace = workspace,
+		.log_dir = log_dir,
+		.artifacts_dir = artifacts,
+		.run_id = run_id,
+		.self_exe = exe,
+		.extra_env = o->env,
+		.nextra_env = o->nenv,
+		.secrets = secrets,
+		.masker = masker,
+		.git = NULL,
+		.sinks = sinks,
+		.nsinks = nsinks,
+		.handle_signals = 1,
+		.cancel_fd = -1,
+	};
+	rn_engine_result res = { RN_ST_FAILURE, 0 };
+	if (rn_engine_run(&eo, &res) < 0) {
+		fprintf(stderr, "runner run: %s\n", rn_error_last());
+		exit_code = EXIT_INFRA;
+	} else if (res.signal) {
+		exit_code = 128 + res.signal;
+	} else {
+		exit_code = res.status == RN_ST_SUCCESS ? EXIT_OK : EXIT_FAILED;
+	}
+	for (size_t i = 0; i < nsinks; i++) {
+		if (sinks[i]->close(sinks[i]) < 0) {
+			fprintf(stderr, "runner run: %s\n", rn_error_last());
+			if (exit_code == EXIT_OK)
+				exit_code = EXIT_INFRA;
+		}
+	}
+	nsinks = 0;
+done:
+	for (size_t i = 0; i < nsinks; i++)
+		sinks[i]->close(sinks[i]);
+	rn_graph_free(&g);
+	rn_pipeline_free(p);
+	rn_diags_free(&d);
+	rn_masker_free(masker);
+	json_decref(secrets);
+	free(run_id);
+	free(log_dir);
+	free(artifacts);
+	return exit_code;
+}

@@ -1,0 +1,88 @@
+/* proc.h - run one step as a contained process tree (modelled on git's run-command API).
+ *
+ * rn_proc_start() forks a small supervisor (the "shim") that makes itself a child subreaper,
+ * then forks the step's command in a new session. Every orphan of the step's tree (background
+ * jobs, double forks, setsid() daemons) is re-parented to the shim, so the shim can always find
+ * and kill the whole tree. When the command exits the shim SIGKILLs whatever of the tree is
+ * left, reaps it, writes a report (status, rusage of the whole tree) to the status pipe and
+ * exits. The shim only makes async-signal-safe calls (it never returns to the caller's code).
+ *
+ * Signals to the shim: SIGTERM = forward SIGTERM to every process of the tree; SIGUSR1 = SIGKILL
+ * the whole tree now. The shim has PR_SET_PDEATHSIG(SIGUSR1): if the runner dies, the tree dies.
+ *
+ * What the caller must know:
+ * - Call everything from one thread (the module keeps a static registry of live shims), and from
+ *   a thread that outlives the steps: PDEATHSIG fires when the *thread* that forked the shim ends.
+ * - SIGCHLD must not be SIG_IGN in the runner (shims are reaped by rn_proc_finish). Blocking it
+ *   and reading it from a signalfd is fine; any other mask is fine too (saved and restored
+ *   around fork; the shim and the command never run the runner's signal handlers).
+ * - out_fd/in_fd are duplicated into the command: close your copy of the pipe's write end right
+ *   after rn_proc_start, so EOF on the read end means "every process of the tree is gone".
+ * - rn_proc_reap_strays only touches children of the runner that are not live shims AND are not
+ *   in the runner's session (every process of a step tree is in another session, because the
+ *   command calls setsid()). Children the runner starts itself in its own session are left alone,
+ *   alive or zombie; a child started elsewhere that calls setsid() would be taken for a stray.
+ * - maxrss_kb is at least the runner's RSS at fork time (the kernel counts the pre-exec image of
+ *   the forked command into its peak RSS). */
+#ifndef RN_PROC_H
+#define RN_PROC_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct rn_proc_opts {
+	const char *const *argv; /* argv[0] is a path, or a name looked up in envp's PATH */
+	const char *const *envp; /* the whole environment, NULL-terminated; NULL: empty (never the
+	                          * runner's own environ). Its PATH (else /bin:/usr/bin) resolves argv[0] */
+	const char *dir;         /* working directory (NULL: inherit) */
+	int out_fd;              /* becomes the command's stdout AND stderr; -1: /dev/null */
+	int in_fd;               /* becomes its stdin; -1: /dev/null */
+	const void *sandbox;     /* reserved for the sandbox plan (issue 4); NULL now (else RN_EINVALID) */
+} rn_proc_opts;
+
+typedef struct rn_proc {
+	pid_t pid;     /* the shim's pid (the command is its child) */
+	int status_fd; /* read end of the report pipe: readable (report or EOF) when the tree is gone */
+	int reaped;    /* internal: the shim was reaped */
+	int wstatus;   /* internal: the shim's wait status */
+} rn_proc;
+
+typedef struct rn_proc_result {
+	int status;       /* exit code, or 128+signal when killed by a signal; -1 if unknown */
+	int signal;       /* the signal that killed the command, else 0 */
+	int exec_errno;   /* non-zero if the command could not be started (then status is 127) */
+	double user_s;    /* CPU time of the whole tree, user */
+	double sys_s;     /* CPU time of the whole tree, system */
+	long maxrss_kb;   /* peak RSS of the largest process of the tree */
+	int survivors;    /* processes of the tree that were still alive when the command exited */
+	int fail_stage;   /* with exec_errno: which step of starting failed (enum rn_proc_fail) */
+} rn_proc_result;
+
+/* rn_proc_result.fail_stage: what exec_errno is about. */
+enum rn_proc_fail {
+	RN_PROC_FAIL_NONE = 0,  /* started fine (exec_errno is 0) */
+	RN_PROC_FAIL_EXEC = 1,  /* execve (or the PATH lookup of argv[0]) failed */
+	RN_PROC_FAIL_CHDIR = 2, /* chdir(dir) failed */
+	RN_PROC_FAIL_SETUP = 3  /* setsid, /dev/null or dup2 failed */
+};
+
+/* Make the calling process a child subreaper (once, at start-up): orphans of a crashed shim
+ * come back to us. 0 or RN_EIO. */
+int rn_proc_init(void);
+/* Start the command under a shim. On success p->pid and p->status_fd are set (status_fd is
+ * O_CLOEXEC|O_NONBLOCK, owned by p) and 0 is returned once the command was exec'd or failed to
+ * (exec failure is reported in the result, not here). <0 with rn_error_last() if fork failed. */
+int rn_proc_start(rn_proc *p, const rn_proc_opts *o);
+/* Ask the tree to stop: SIGTERM to every process of it (via the shim). */
+void rn_proc_term(rn_proc *p);
+/* Kill the tree now: SIGKILL to every process of it (via the shim). */
+void rn_proc_kill(rn_proc *p);
+/* Collect the report and reap the shim. Blocks until the tree is gone (call when status_fd is
+ * readable to avoid blocking). Closes status_fd. 0, or <0 if the shim died without a report
+ * (then the stray processes it leaves are killed and r->status is 128+signal of the shim). */
+int rn_proc_finish(rn_proc *p, rn_proc_result *r);
+/* Reap children that are not live shims (orphans re-parented to us after a shim crashed) and
+ * SIGKILL any such orphan still running, with its descendants. Safe to call at any time. */
+void rn_proc_reap_strays(void);
+
+#endif

@@ -1,0 +1,783 @@
+/* test_proc.c - the process-tree module with real processes.
+ *
+ * Every test starts commands through rn_proc_start with a pipe as out_fd and waits for events
+ * (output lines, the status pipe), never for time. After each test the teardown proves that no
+ * process of any tree survived: the test process is a child subreaper (rn_proc_init), so any
+ * survivor would have become its child; it must have none, and no process may carry the marker
+ * argument that every long-lived `sleep $M` of these tests gets. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "error.h"
+#include "proc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SAFETY_MS 30000 /* a safety net only: every wait ends on an event long before */
+
+static char g_marker[64];  /* argument of every long sleep: "4711.<our pid>" */
+static char g_menv[80];    /* "M=<marker>" */
+static char g_tmp[PATH_MAX];
+static const char *g_env[] = { "PATH=/usr/bin:/bin", "LC_ALL=C", g_menv, NULL };
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+typedef struct job {
+	rn_proc p;
+	int out_r;   /* read end of the output pipe, -1 after EOF */
+	int in_w;    /* write end of the stdin pipe, or -1 */
+	int done;    /* rn_proc_finish was called */
+	int rc;      /* what it returned */
+	rn_proc_result r;
+	size_t len;
+	char out[1 << 16];
+} job;
+
+static job g_job; /* big: keep it off the stack */
+
+static void job_start(job *j, const char *const *argv, const char *const *envp, const char *dir,
+		      int with_stdin)
+{
+	int op[2], ip[2] = { -1, -1 };
+	memset(j, 0, sizeof(*j));
+	assert_int_equal(pipe2(op, O_CLOEXEC), 0);
+	if (with_stdin)
+		assert_int_equal(pipe2(ip, O_CLOEXEC), 0);
+	rn_proc_opts o = { argv, envp, dir, op[1], ip[0], NULL };
+	int rc = rn_proc_start(&j->p, &o);
+	if (rc != 0)
+		fail_msg("rn_proc_start: %s", rn_error_last());
+	close(op[1]);
+	if (ip[0] >= 0)
+		close(ip[0]);
+	j->out_r = op[0];
+	j->in_w = ip[1];
+	assert_true(j->p.pid > 0);
+	assert_true(j->p.status_fd >= 0);
+	assert_true(fcntl(j->p.status_fd, F_GETFL) & O_NONBLOCK);
+	assert_true(fcntl(j->p.status_fd, F_GETFD) & FD_CLOEXEC);
+}
+
+static void job_sh(job *j, const char *script, int with_stdin)
+{
+	const char *argv[] = { "/bin/sh", "-c", script, NULL };
+	job_start(j, argv, g_env, NULL, with_stdin);
+}
+
+/* Wait (up to ms) for output or the status pipe, as the runner's event loop does; 0 on timeout. */
+static int job_pump(job *j, int ms)
+{
+	struct pollfd pf[2];
+	int n = 0;
+	if (j->out_r >= 0)
+		pf[n++] = (struct pollfd){ .fd = j->out_r, .events = POLLIN };
+	if (!j->done)
+		pf[n++] = (struct pollfd){ .fd = j->p.status_fd, .events = POLLIN };
+	if (n == 0)
+		return 1;
+	int k = poll(pf, (nfds_t)n, ms);
+	if (k < 0 && errno == EINTR)
+		return 1;
+	assert_true(k >= 0);
+	if (k == 0)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		if (!pf[i].revents)
+			continue;
+		if (pf[i].fd == j->out_r) {
+			ssize_t r = read(j->out_r, j->out + j->len, sizeof(j->out) - 1 - j->len);
+			if (r > 0) {
+				j->len += (size_t)r;
+				j->out[j->len] = '\0';
+			} else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+				close(j->out_r);
+				j->out_r = -1;
+			}
+		} else {
+			j->rc = rn_proc_finish(&j->p, &j->r);
+			j->done = 1;
+		}
+	}
+	return 1;
+}
+
+/* Wait until the output contains needle; the text after it. */
+static const char *job_expect(job *j, const char *needle)
+{
+	int64_t end = now_ms() + SAFETY_MS;
+	const char *hit;
+	while (!(hit = strstr(j->out, needle))) {
+		if (j->out_r < 0 && j->done)
+			fail_msg("output ended without \"%s\": [%s]", needle, j->out);
+		int64_t left = end - now_ms();
+		if (left <= 0 || !job_pump(j, (int)left))
+			fail_msg("timed out waiting for \"%s\": [%s]", needle, j->out);
+	}
+	return hit + strlen(needle);
+}
+
+static void job_send(job *j, const char *s)
+{
+	assert_int_equal(write(j->in_w, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+/* Close stdin, then collect output to EOF and the report. */
+static void job_end(job *j)
+{
+	if (j->in_w >= 0) {
+		close(j->in_w);
+		j->in_w = -1;
+	}
+	int64_t end = now_ms() + SAFETY_MS;
+	while (j->out_r >= 0 || !j->done) {
+		int64_t left = end - now_ms();
+		if (left <= 0 || !job_pump(j, (int)left)) {
+			rn_proc_kill(&j->p);
+			fail_msg("step did not end: [%s]", j->out);
+		}
+	}
+}
+
+static void job_run(job *j, const char *script)
+{
+	job_sh(j, script, 0);
+	job_end(j);
+}
+
+/* The pid printed after prefix in the output. */
+static pid_t job_pid(job *j, const char *prefix)
+{
+	const char *s = job_expect(j, prefix);
+	job_expect(j, "\n");
+	return (pid_t)strtol(s, NULL, 10);
+}
+
+static int alive(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *e = strrchr(buf, ')');
+	return e && e[1] == ' ' && e[2] != 'Z' && e[2] != 'X';
+}
+
+static long stat_field(pid_t pid, int idx) /* idx 0 = state letter's successor: ppid */
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	p += 3; /* ") S " */
+	long v = -1;
+	for (int i = 0; i <= idx; i++)
+		v = strtol(p, &p, 10);
+	return v;
+}
+
+/* Processes whose argv contains the marker. */
+static int marker_count(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int count = 0;
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char path[300], buf[4096];
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1)
+			if (strcmp(buf + i, g_marker) == 0) {
+				count++;
+				break;
+			}
+	}
+	closedir(d);
+	return count;
+}
+
+/* Our children, from /proc/self/task/TID/children. */
+static int my_children(char *list, size_t cap)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int count = 0;
+	size_t used = 0;
+	assert_non_null(d);
+	list[0] = '\0';
+	while ((e = readdir(d))) {
+		char path[300], buf[4096];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/children", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		for (char *t = strtok(buf, " \n"); t; t = strtok(NULL, " \n")) {
+			count++;
+			used += (size_t)snprintf(list + used, cap - used, "%s ", t);
+			if (used >= cap)
+				used = cap - 1;
+		}
+	}
+	closedir(d);
+	return count;
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own fd */
+}
+
+/* After every test: nothing of any tree is left. */
+static int check_clean(void **state)
+{
+	(void)state;
+	char list[1024];
+	int kids = my_children(list, sizeof(list));
+	if (kids != 0)
+		fail_msg("%d processes survived as our children: %s", kids, list);
+	assert_int_equal(marker_count(), 0);
+	errno = 0;
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	return 0;
+}
+
+/* ---- tests */
+
+static void test_exit_codes(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_run(j, "exit 0");
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 0);
+	assert_int_equal(j->r.signal, 0);
+	assert_int_equal(j->r.exec_errno, 0);
+	assert_int_equal(j->r.fail_stage, RN_PROC_FAIL_NONE);
+	assert_int_equal(j->r.survivors, 0);
+	job_run(j, "exit 3");
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 3);
+	assert_int_equal(j->r.signal, 0);
+}
+
+static void test_killed_by_signal(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_run(j, "kill -KILL $$");
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 128 + SIGKILL);
+	assert_int_equal(j->r.signal, SIGKILL);
+	job_run(j, "kill -USR2 $$");
+	assert_int_equal(j->r.status, 128 + SIGUSR2);
+	assert_int_equal(j->r.signal, SIGUSR2);
+}
+
+static void test_exec_failure(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	const char *abs[] = { "/nonexistent/rn-prog", NULL };
+	job_start(j, abs, g_env, NULL, 0);
+	job_end(j);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.exec_errno, ENOENT);
+	assert_int_equal(j->r.fail_stage, RN_PROC_FAIL_EXEC);
+	assert_int_equal(j->r.status, 127);
+	assert_int_equal(j->len, 0);
+
+	const char *bare[] = { "rn-no-such-program", "x", NULL };
+	job_start(j, bare, g_env, NULL, 0);
+	job_end(j);
+	assert_int_equal(j->r.exec_errno, ENOENT);
+	assert_int_equal(j->r.status, 127);
+
+	/* found in PATH but not executable */
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/noexec", g_tmp);
+	FILE *f = fopen(path, "we");
+	assert_non_null(f);
+	fputs("#!/bin/sh\necho no\n", f);
+	fclose(f);
+	assert_int_equal(chmod(path, 0644), 0);
+	const char *noexec[] = { path, NULL };
+	job_start(j, noexec, g_env, NULL, 0);
+	job_end(j);
+	assert_int_equal(j->r.exec_errno, EACCES);
+	assert_int_equal(j->r.status, 127);
+
+	/* a working directory that does not exist */
+	const char *t[] = { "true", NULL };
+	job_start(j, t, g_env, "/nonexistent/rn-dir", 0);
+	job_end(j);
+	assert_int_equal(j->r.exec_errno, ENOENT);
+	assert_int_equal(j->r.fail_stage, RN_PROC_FAIL_CHDIR);
+	assert_int_equal(j->r.status, 127);
+}
+
+static void test_script_without_shebang_and_relative_path(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	char bin[PATH_MAX + 8], path[PATH_MAX + 32];
+	snprintf(bin, sizeof(bin), "%s/bin", g_tmp);
+	mkdir(bin, 0755);
+	snprintf(path, sizeof(path), "%s/hello", bin);
+	FILE *f = fopen(path, "we");
+	assert_non_null(f);
+	fputs("echo \"hello $1 from $(pwd)\"\n", f); /* no #!: run by /bin/sh like execvp does */
+	fclose(f);
+	assert_int_equal(chmod(path, 0755), 0);
+	/* a relative PATH entry is looked up in the step's working directory */
+	const char *env[] = { "PATH=bin:/usr/bin:/bin", NULL };
+	const char *argv[] = { "hello", "world", NULL };
+	job_start(j, argv, env, g_tmp, 0);
+	job_end(j);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.exec_errno, 0);
+	assert_int_equal(j->r.status, 0);
+	char want[PATH_MAX + 64], real[PATH_MAX];
+	assert_non_null(realpath(g_tmp, real));
+	snprintf(want, sizeof(want), "hello world from %s\n", real);
+	assert_string_equal(j->out, want);
+}
+
+static void test_output_captured(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_run(j, "echo out; echo err >&2; printf 'no newline'");
+	assert_int_equal(j->r.status, 0);
+	assert_string_equal(j->out, "out\nerr\nno newline");
+}
+
+static void test_stdin_is_dev_null(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_run(j, "readlink /proc/self/fd/0; cat; echo rc=$?");
+	assert_int_equal(j->r.status, 0);
+	assert_string_equal(j->out, "/dev/null\nrc=0\n");
+
+	/* and a pipe when in_fd is given */
+	job_sh(j, "read line; echo \"got $line\"", 1);
+	job_send(j, "hello\n");
+	job_end(j);
+	assert_string_equal(j->out, "got hello\n");
+}
+
+static void test_only_stdio_inherited(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	int extra = open("/dev/null", O_RDONLY); /* deliberately without O_CLOEXEC */
+	assert_true(extra >= 3);
+	job_run(j, "ls /proc/self/fd");
+	close(extra);
+	/* 0 1 2 and the fd of the directory ls is reading */
+	assert_string_equal(j->out, "0\n1\n2\n3\n");
+}
+
+static void test_background_job_killed(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_run(j, "sleep $M & echo bg $!");
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 0);
+	assert_int_equal(j->r.survivors, 1);
+	pid_t bg = (pid_t)strtol(strstr(j->out, "bg ") + 3, NULL, 10);
+	assert_true(bg > 0);
+	assert_false(alive(bg));
+}
+
+static void test_double_fork(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	/* the middle shell exits at once: its child is re-parented to the shim (the subreaper) */
+	job_sh(j, "sh -c 'sleep $M & echo gc $!'; read go; exit 0", 1);
+	pid_t gc = job_pid(j, "gc ");
+	assert_true(gc > 0);
+	assert_true(alive(gc));
+	/* the middle shell was reaped by the command before it read stdin, so gc was re-parented */
+	assert_int_equal(stat_field(gc, 0), j->p.pid);
+	job_send(j, "go\n");
+	job_end(j);
+	assert_int_equal(j->r.status, 0);
+	assert_int_equal(j->r.survivors, 1);
+	assert_false(alive(gc));
+}
+
+static void test_setsid_daemon(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_sh(j, "setsid sh -c 'echo sid $$; exec sleep $M' & read go; exit 0", 1);
+	pid_t d = job_pid(j, "sid ");
+	assert_true(d > 0);
+	/* it really is in a session of its own, apart from the command's */
+	long dsid = stat_field(d, 2);
+	assert_true(dsid > 0);
+	assert_int_equal(dsid, d);
+	assert_true(dsid != getsid(0));
+	job_send(j, "go\n");
+	job_end(j);
+	assert_int_equal(j->r.status, 0);
+	assert_true(j->r.survivors >= 1);
+	assert_false(alive(d));
+}
+
+static void test_term_ends_sleep_with_143(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	const char *argv[] = { "sleep", g_marker, NULL };
+	job_start(j, argv, g_env, NULL, 0); /* returns after the exec */
+	rn_proc_term(&j->p);
+	job_end(j);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 143);
+	assert_int_equal(j->r.signal, SIGTERM);
+}
+
+static void test_term_reaches_other_sessions(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	/* the grandchild is in a session (and group) of its own: only the /proc walk finds it */
+	job_sh(j,
+	       "setsid sh -c 'trap \"echo gc-term; exit 0\" TERM; echo gc-ready; "
+	       "while :; do sleep 1; done' & trap '' TERM; echo cmd-ready; wait; echo cmd-done",
+	       0);
+	job_expect(j, "gc-ready");
+	job_expect(j, "cmd-ready");
+	rn_proc_term(&j->p);
+	job_end(j);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 0);
+	assert_non_null(strstr(j->out, "gc-term"));
+	assert_non_null(strstr(j->out, "cmd-done"));
+}
+
+static void test_term_ignored_then_kill(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_sh(j,
+	       "sh -c 'trap \"\" TERM; echo child $$; exec sleep $M' & "
+	       "trap 'echo got-term' TERM; echo cmd-ready; while :; do wait; done",
+	       0);
+	pid_t child = job_pid(j, "child ");
+	job_expect(j, "cmd-ready");
+	rn_proc_term(&j->p);
+	job_expect(j, "got-term"); /* the TERM arrived, and the tree is still there */
+	assert_true(alive(child));
+	assert_false(j->done);
+	struct pollfd pf = { .fd = j->p.status_fd, .events = POLLIN };
+	assert_int_equal(poll(&pf, 1, 0), 0);
+	rn_proc_kill(&j->p);
+	job_end(j);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 128 + SIGKILL);
+	assert_int_equal(j->r.signal, SIGKILL);
+	assert_true(j->r.survivors >= 1);
+	assert_false(alive(child));
+}
+
+static void test_step_kills_its_shim(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_run(j, "sleep $M & echo bg $!; kill -9 $PPID; wait");
+	assert_true(j->rc < 0);
+	assert_int_equal(j->r.status, 128 + SIGKILL);
+	assert_int_equal(j->r.signal, SIGKILL);
+	assert_non_null(strstr(rn_error_last(), "killed"));
+	pid_t bg = (pid_t)strtol(strstr(j->out, "bg ") + 3, NULL, 10);
+	assert_true(bg > 0);
+	assert_false(alive(bg));
+}
+
+static void test_reap_strays_leaves_own_children(void **state)
+{
+	(void)state;
+	/* a child the runner started itself, in its own session: not a stray */
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t kid = fork();
+	assert_true(kid >= 0);
+	if (kid == 0) {
+		char b;
+		close(p[1]);
+		while (read(p[0], &b, 1) < 0 && errno == EINTR) {
+		}
+		_exit(7);
+	}
+	close(p[0]);
+	rn_proc_reap_strays();
+	assert_true(alive(kid));
+	close(p[1]); /* let it exit, then it is a zombie: still not ours to reap */
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	assert_int_equal(waitid(P_PID, (id_t)kid, &si, WEXITED | WNOWAIT), 0);
+	rn_proc_reap_strays();
+	int st = 0;
+	assert_int_equal(waitpid(kid, &st, 0), kid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 7);
+
+	/* while a step runs, reap_strays does not touch its shim or its tree */
+	job *j = &g_job;
+	job_sh(j, "sleep $M & echo bg $!; read go", 1);
+	pid_t bg = job_pid(j, "bg ");
+	rn_proc_reap_strays();
+	assert_true(alive(bg));
+	assert_true(alive(j->p.pid));
+	job_send(j, "go\n");
+	job_end(j);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 0);
+}
+
+static void test_rusage(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	/* the busy loop runs in a grandchild: the tree's time is counted, not only the command's */
+	job_run(j, "sh -c 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done' & wait");
+	assert_int_equal(j->r.status, 0);
+	assert_true(j->r.user_s + j->r.sys_s > 0.0);
+	assert_true(j->r.user_s > 0.001);
+	assert_true(j->r.maxrss_kb > 0);
+}
+
+static void test_dir_and_env_exact(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	setenv("RN_TEST_SECRET", "must-not-leak", 1);
+	const char *env[] = { "PATH=/usr/bin:/bin", "FOO=bar baz", "EMPTY=", NULL };
+	const char *argv[] = { "env", NULL };
+	job_start(j, argv, env, NULL, 0);
+	job_end(j);
+	unsetenv("RN_TEST_SECRET");
+	assert_int_equal(j->r.status, 0);
+	assert_string_equal(j->out, "PATH=/usr/bin:/bin\nFOO=bar baz\nEMPTY=\n");
+
+	/* NULL envp: an empty environment (argv[0] found through the default PATH) */
+	job_start(j, argv, NULL, NULL, 0);
+	job_end(j);
+	assert_int_equal(j->r.status, 0);
+	assert_string_equal(j->out, "");
+
+	const char *pwd[] = { "pwd", NULL };
+	job_start(j, pwd, g_env, g_tmp, 0);
+	job_end(j);
+	char want[PATH_MAX + 2], real[PATH_MAX];
+	assert_non_null(realpath(g_tmp, real));
+	snprintf(want, sizeof(want), "%s\n", real);
+	assert_int_equal(j->r.status, 0);
+	assert_string_equal(j->out, want);
+}
+
+static void test_signal_mask_and_dispositions_reset(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	/* the runner blocks and ignores signals; the command must start with none of that */
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	struct sigaction ign = { .sa_handler = SIG_IGN }, oldint, oldpipe;
+	sigaction(SIGINT, &ign, &oldint);
+	sigaction(SIGPIPE, &ign, &oldpipe);
+	job_run(j, "grep -E '^Sig(Blk|Ign)' /proc/self/status");
+	sigaction(SIGINT, &oldint, NULL);
+	sigaction(SIGPIPE, &oldpipe, NULL);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	assert_string_equal(j->out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+static void test_invalid_args(void **state)
+{
+	(void)state;
+	rn_proc p;
+	const char *none[] = { NULL };
+	rn_proc_opts o = { none, g_env, NULL, -1, -1, NULL };
+	assert_int_equal(rn_proc_start(&p, &o), RN_EINVALID);
+	const char *argv[] = { "true", NULL };
+	int plan = 1;
+	rn_proc_opts s = { argv, g_env, NULL, -1, -1, &plan };
+	assert_int_equal(rn_proc_start(&p, &s), RN_EINVALID);
+}
+
+static job g_job2;
+
+static void test_parallel_steps_independent(void **state)
+{
+	(void)state;
+	/* both output pipes exist before either step starts, so the first shim inherits the write end
+	 * of the second pipe: it must close it, or the second step's EOF would wait for the first */
+	job *a = &g_job, *b = &g_job2;
+	int pa[2], pb[2], ia[2];
+	memset(a, 0, sizeof(*a));
+	memset(b, 0, sizeof(*b));
+	assert_int_equal(pipe2(pa, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(pb, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(ia, O_CLOEXEC), 0);
+	const char *sa[] = { "/bin/sh", "-c", "echo a-ready; read go; echo a-done", NULL };
+	const char *sb[] = { "/bin/sh", "-c", "echo b-done", NULL };
+	rn_proc_opts oa = { sa, g_env, NULL, pa[1], ia[0], NULL };
+	rn_proc_opts ob = { sb, g_env, NULL, pb[1], -1, NULL };
+	assert_int_equal(rn_proc_start(&a->p, &oa), 0);
+	assert_int_equal(rn_proc_start(&b->p, &ob), 0);
+	close(pa[1]);
+	close(pb[1]);
+	close(ia[0]);
+	a->out_r = pa[0];
+	a->in_w = ia[1];
+	b->out_r = pb[0];
+	b->in_w = -1;
+	job_expect(a, "a-ready");
+	job_end(b); /* output EOF and report while a still runs */
+	assert_int_equal(b->r.status, 0);
+	assert_string_equal(b->out, "b-done\n");
+	assert_false(a->done);
+	rn_proc_reap_strays(); /* as the event loop does on SIGCHLD: must not disturb a */
+	job_send(a, "go\n");
+	job_end(a);
+	assert_int_equal(a->r.status, 0);
+	assert_string_equal(a->out, "a-ready\na-done\n");
+}
+
+static void test_many_sequential(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	const char *argv[] = { "/bin/true", NULL };
+	int before = count_fds();
+	int64_t t0 = now_ms();
+	for (int i = 0; i < 200; i++) {
+		job_start(j, argv, g_env, NULL, 0);
+		job_end(j);
+		assert_int_equal(j->rc, 0);
+		assert_int_equal(j->r.status, 0);
+	}
+	int64_t ms = now_ms() - t0;
+	assert_int_equal(count_fds(), before);
+	print_message("200 sequential steps of /bin/true: %lld ms\n", (long long)ms);
+	assert_true(ms < 20000);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	if (rn_proc_init() != 0)
+		fail_msg("rn_proc_init: %s", rn_error_last());
+	snprintf(g_marker, sizeof(g_marker), "4711.%d", (int)getpid());
+	snprintf(g_menv, sizeof(g_menv), "M=%s", g_marker);
+	const char *base = getenv("TMPDIR");
+	snprintf(g_tmp, sizeof(g_tmp), "%s/test_proc.XXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(g_tmp))
+		return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_tmp);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_exit_codes, check_clean),
+		cmocka_unit_test_teardown(test_killed_by_signal, check_clean),
+		cmocka_unit_test_teardown(test_exec_failure, check_clean),
+		cmocka_unit_test_teardown(test_script_without_shebang_and_relative_path, check_clean),
+		cmocka_unit_test_teardown(test_output_captured, check_clean),
+		cmocka_unit_test_teardown(test_stdin_is_dev_null, check_clean),
+		cmocka_unit_test_teardown(test_only_stdio_inherited, check_clean),
+		cmocka_unit_test_teardown(test_background_job_killed, check_clean),
+		cmocka_unit_test_teardown(test_double_fork, check_clean),
+		cmocka_unit_test_teardown(test_setsid_daemon, check_clean),
+		cmocka_unit_test_teardown(test_term_ends_sleep_with_143, check_clean),
+		cmocka_unit_test_teardown(test_term_reaches_other_sessions, check_clean),
+		cmocka_unit_test_teardown(test_term_ignored_then_kill, check_clean),
+		cmocka_unit_test_teardown(test_step_kills_its_shim, check_clean),
+		cmocka_unit_test_teardown(test_reap_strays_leaves_own_children, check_clean),
+		cmocka_unit_test_teardown(test_rusage, check_clean),
+		cmocka_unit_test_teardown(test_dir_and_env_exact, check_clean),
+		cmocka_unit_test_teardown(test_signal_mask_and_dispositions_reset, check_clean),
+		cmocka_unit_test_teardown(test_invalid_args, check_clean),
+		cmocka_unit_test_teardown(test_parallel_steps_independent, check_clean),
+		cmocka_unit_test_teardown(test_many_sequential, check_clean),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
