@@ -113,6 +113,7 @@ static int cmd_validate(int argc, char **argv)
 		rn_diags_print(&d, stderr);
 		if (rc == 0) {
 			printf("%s: OK (%zu job%s)\n", argv[i], p->njobs, p->njobs == 1 ? "" : "s");
+			fflush(stdout);
 		} else {
 			worst = rc == RN_EINVALID || worst == EXIT_USAGE ? EXIT_USAGE : EXIT_INFRA;
 			if (rc == RN_ENOTFOUND)

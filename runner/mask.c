@@ -14,8 +14,8 @@
  * base64 prefixes and padded forms share one root). The roots are found in one pass over each
  * chunk with Wu-Manber: a window as long as the shortest root (capped) slides over the text and a
  * table indexed by the hash of the 2-3 bytes at its end says how far it may jump; only where the
- * table says 0 are the roots of that bucket compared with memcmp. Typical logs advance ~10 bytes
- * per step whatever the number of secrets. */
+ * table says 0 are the roots of that bucket compared with memcmp. On log text the window jumps
+ * most of its length per step, largely independent of the number of secrets. */
 #include "mask.h"
 #include "error.h"
 #include "util.h"
@@ -28,7 +28,7 @@
 #include <openssl/evp.h>
 
 #define MIN_SECRET 4                /* shorter values are refused */
-#define SCAN_CHUNK (128 * 1024)     /* bytes of input scanned per pass over the roots */
+#define SCAN_CHUNK (128 * 1024)     /* input scanned at a time (bounds the occurrence list) */
 #define MASK_TEXT "***"
 #define WM_BITS 15                  /* Wu-Manber block hash table size */
 #define WM_HASH2(a, b) ((unsigned)(a) << 7 ^ (unsigned)(b))

@@ -42,7 +42,11 @@ static size_t check_glob(const rn_node *v, const char *key, rn_diags *d)
 	if (rn_template_has(p))
 		return 0;
 	if (rn_glob_check(p) < 0) {
-		rn_diag_error(d, v->line, v->col, "bad glob '%s' in '%s': %s", v->str, key, rn_error_last());
+		/* the glob module names the pattern itself; keep only the reason */
+		const char *why = rn_error_last(), *sep = strstr(why, "': ");
+		if (rn_startswith(why, "invalid pattern '") && sep)
+			why = sep + 3;
+		rn_diag_error(d, v->line, v->col, "bad glob '%s' in '%s': %s", v->str, key, why);
 		return 1;
 	}
 	return 0;

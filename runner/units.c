@@ -38,10 +38,12 @@ int rn_duration_parse(int64_t *ms, const char *s)
 		size_t ulen = 0;
 		while (isalpha((unsigned char)p[ulen]))
 			ulen++;
-		if (ulen == 0) {
+		if (ulen == 0 && *p == '\0') {
 			rn_error_set("duration '%s' has no unit (use ms, s, m, h or d)", s);
 			return RN_EINVALID;
 		}
+		if (ulen == 0)
+			goto bad;
 		size_t i;
 		for (i = 0; i < sizeof(duration_units) / sizeof(duration_units[0]); i++)
 			if (strlen(duration_units[i].name) == ulen && strncmp(p, duration_units[i].name, ulen) == 0)

@@ -385,6 +385,20 @@ static const char *derive_step_name(wctx *c, const rn_step *s)
 			n--;
 		return rn_arena_strndup(c->a, p, n);
 	}
+	/* other kinds: the kind and its main parameter, e.g. "package dist" */
+	static const char *const main_param[][2] = {
+		{ "package", "name" }, { "download", "artifact" }, { "upload", "artifact" }, { "checkout", "repo" },
+		{ "build", "tool" },
+	};
+	for (size_t i = 0; i < sizeof(main_param) / sizeof(main_param[0]); i++) {
+		if (strcmp(s->kind, main_param[i][0]))
+			continue;
+		const char *v = get_str(s->with, main_param[i][1]);
+		if (!v && strcmp(s->kind, "upload") == 0)
+			v = get_str(s->with, "path");
+		if (v)
+			return rn_arena_printf(c->a, "%s %s", s->kind, v);
+	}
 	return s->kind;
 }
 
@@ -401,7 +415,7 @@ static void parse_step(wctx *c, const rn_job *job, const rn_node *n, size_t inde
 	size_t nkinds = 0;
 	const rn_step_kind *const *kinds = rn_step_kinds(&nkinds);
 	const rn_node *kind_key = NULL, *kind_val = NULL;
-	size_t ncommon = 0;
+	size_t ncommon = 0, unknown = 0;
 	while (step_common_fields[ncommon].key)
 		ncommon++;
 	const char **all = rn_xcalloc(ncommon + nkinds + 1, sizeof(*all));
@@ -421,6 +435,7 @@ static void parse_step(wctx *c, const rn_job *job, const rn_node *n, size_t inde
 		}
 		const rn_step_kind *kind = rn_step_kind_find(k->str);
 		if (!kind) {
+			unknown++;
 			const char *sg = rn_suggest(k->str, all, ncommon + nkinds);
 			if (sg)
 				rn_diag_error(c->d, k->line, k->col, "unknown key '%s' in %s (did you mean '%s'?)", k->str, what, sg);
@@ -440,6 +455,8 @@ static void parse_step(wctx *c, const rn_job *job, const rn_node *n, size_t inde
 	}
 	free(all);
 	if (!kind_key) {
+		if (unknown)
+			return; /* the unknown key is most likely the kind, misspelt: said already */
 		rn_diag_error(c->d, n->line, n->col,
 			      "%s has no kind (expected one of run, build, package, checkout, upload, download)", what);
 		return;
@@ -479,6 +496,7 @@ static void parse_matrix(wctx *c, rn_job *job, const rn_node *m)
 	rn_matrix *mx = &job->matrix;
 	mx->present = 1;
 	mx->axes = rn_arena_alloc(c->a, (m->n + 1) * sizeof(*mx->axes));
+	size_t axis_keys = 0;
 	for (size_t i = 0; i < m->n; i++) {
 		const rn_node *k = m->items[2 * i], *v = m->items[2 * i + 1];
 		if (strcmp(k->str, "exclude") == 0 || strcmp(k->str, "include") == 0) {
@@ -496,6 +514,7 @@ static void parse_matrix(wctx *c, rn_job *job, const rn_node *m)
 				mx->include = v;
 			continue;
 		}
+		axis_keys++;
 		if (!rn_workflow_valid_id(k->str)) {
 			rn_diag_error(c->d, k->line, k->col, "invalid matrix axis name '%s'", k->str);
 			continue;
@@ -506,7 +525,7 @@ static void parse_matrix(wctx *c, rn_job *job, const rn_node *m)
 		}
 		mx->axes[mx->naxes++] = (rn_matrix_axis){ k->str, v, pos_of(k) };
 	}
-	if (mx->naxes == 0 && !mx->include)
+	if (axis_keys == 0 && !mx->include)
 		rn_diag_error(c->d, m->line, m->col, "matrix of job '%s' has no axes", job->id);
 	/* exclude entries must name existing axes */
 	if (mx->exclude && mx->exclude->kind == RN_NODE_SEQ) {
@@ -774,7 +793,11 @@ int rn_workflow_load(rn_pipeline **out, const char *path, rn_diags *d)
 	*out = NULL;
 	int rc = rn_read_file(&data, &len, path, RN_WORKFLOW_MAX_BYTES);
 	if (rc < 0) {
-		rn_diag_error(d, 0, 0, "%s", rn_error_last());
+		/* the message starts with the path, which the diagnostic prints already */
+		const char *why = rn_error_last();
+		if (rn_startswith(why, path) && rn_startswith(why + strlen(path), ": "))
+			why += strlen(path) + 2;
+		rn_diag_error(d, 0, 0, "cannot read the workflow: %s", why);
 		return rc;
 	}
 	rc = rn_workflow_parse(out, path, data, len, d);

@@ -139,13 +139,17 @@ static void finish_map(loader *l, frame *f)
 			srcs = v->items;
 			nsrc = v->n;
 		}
+		int bad = 0;
+		for (size_t s = 0; s < nsrc; s++)
+			bad |= srcs[s]->kind != RN_NODE_MAP;
+		if (bad) {
+			rn_diag_error(l->d, items[2 * i]->line, items[2 * i]->col,
+				      "merge key '<<' needs a mapping or a list of mappings");
+			l->failed = 1;
+			continue;
+		}
 		for (size_t s = 0; s < nsrc; s++) {
 			rn_node *src = srcs[s];
-			if (src->kind != RN_NODE_MAP) {
-				rn_diag_error(l->d, src->line, src->col, "merge key '<<' needs a mapping or a list of mappings");
-				l->failed = 1;
-				continue;
-			}
 			for (size_t j = 0; j < src->n; j++) {
 				rn_node *k = src->items[2 * j];
 				if (k->kind != RN_NODE_SCALAR || has_key(out, m, k->str))
@@ -212,12 +216,22 @@ static void free_loader(loader *l)
 	free(l->anchors);
 }
 
-static void report_parser_error(loader *l, const yaml_parser_t *p)
+static void report_parser_error(loader *l, const yaml_parser_t *p, const char *data, size_t len)
 {
 	const char *what = p->problem ? p->problem : "invalid YAML";
 	yaml_mark_t m = p->problem_mark;
 	if (p->error == YAML_READER_ERROR) {
-		rn_diag_error(l->d, 0, 0, "%s at byte %zu (the file must be UTF-8 text)", what, p->problem_offset);
+		/* the reader counts bytes only: find the line and column of the offset */
+		int line = 1, col = 1;
+		for (size_t i = 0; i < p->problem_offset && i < len; i++) {
+			if (data[i] == '\n') {
+				line++;
+				col = 1;
+			} else if (((unsigned char)data[i] & 0xc0) != 0x80) {
+				col++;
+			}
+		}
+		rn_diag_error(l->d, line, col, "%s (the file must be UTF-8 text)", what);
 		return;
 	}
 	if (p->context)
@@ -240,7 +254,7 @@ int rn_yaml_load(rn_node **root, const char *data, size_t len, rn_arena *arena, 
 	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
 	while (!done) {
 		if (!yaml_parser_parse(&parser, &ev)) {
-			report_parser_error(&l, &parser);
+			report_parser_error(&l, &parser, data, len);
 			l.failed = 1;
 			break;
 		}

@@ -7,7 +7,7 @@
 # The runner runs inside the case's folder. Prints TAP. Adding a case is adding files.
 #   cases.sh RUNNER [--update]     --update rewrites output and rc from what the runner does
 set -u
-runner=$1 update=${2:-}
+runner=$(realpath "$1") update=${2:-}
 here=$(cd "$(dirname "$0")/.." && pwd)
 dir=$here/testdata/cases
 cases=("$dir"/*/)

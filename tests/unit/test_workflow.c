@@ -185,7 +185,7 @@ static void all_problems_in_one_pass(void **state)
 	(void)state;
 	assert_int_equal(rn_workflow_parse(&p, "t.yml", text, strlen(text), &d), RN_EINVALID);
 	assert_null(p);
-	assert_int_equal(d.errors, 5);
+	assert_int_equal(d.errors, 4);
 	char *out = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&out, &len);
