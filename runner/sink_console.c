@@ -312,7 +312,10 @@ static void console_event(rn_sink *sink, const rn_event *ev)
 	rn_jobrec *j = rn_runrec_update(&c->run, ev, &s);
 	int redraw = c->status_line;
 	status_clear(c); /* every event redraws the status line (simple, and it stays current) */
-	switch (ev->type) {
+	rn_event_type type = ev->type;
+	if (!j && type != RN_EV_RUN_STARTED && type != RN_EV_RUN_FINISHED && type != RN_EV_MESSAGE)
+		type = RN_EV_RUN_STARTED; /* a job event without a job: nothing to print */
+	switch (type) {
 	case RN_EV_RUN_STARTED:
 		break;
 	case RN_EV_JOB_STARTED:

@@ -50,8 +50,11 @@ static char *full_path(const logdir_sink *l, const char *p)
 /* log_path relative to the directory, for summary.json. */
 static const char *rel_path(const logdir_sink *l, const char *p)
 {
-	if (under_dir(l, p))
-		return strcmp(l->dir, "/") == 0 ? p + 1 : p + strlen(l->dir) + 1;
+	if (under_dir(l, p)) {
+		p += strcmp(l->dir, "/") == 0 ? 0 : strlen(l->dir);
+		while (*p == '/') /* also "dir//x" */
+			p++;
+	}
 	return p;
 }
 

@@ -475,6 +475,40 @@ static void test_console_interrupted(void **state)
 	free(m.p);
 }
 
+/* Events without a job or step name (an engine bug) must not crash any sink. */
+static void test_missing_names(void **state)
+{
+	(void)state;
+	char *tmp = tmpdir_new();
+	char *junit = logp(tmp, "j.xml");
+	mem m;
+	mem_open(&m);
+	rn_sink *sinks[4] = {
+		rn_console_sink_new(m.f, 1, 1, NULL),
+		rn_json_sink_new(m.f, NULL),
+		rn_logdir_sink_new(tmp, NULL),
+		rn_junit_sink_new(junit, NULL),
+	};
+	for (int i = 0; i < 4; i++) {
+		for (int t = RN_EV_RUN_STARTED; t <= RN_EV_MESSAGE; t++) {
+			rn_event e;
+			memset(&e, 0, sizeof(e));
+			e.type = (rn_event_type)t;
+			e.step_index = t == RN_EV_OUTPUT ? 0 : -1;
+			e.attempt = 2;
+			sinks[i]->event(sinks[i], &e);
+			e.job = "j";
+			e.step_index = 0;
+			sinks[i]->event(sinks[i], &e); /* a step event without a step name */
+		}
+		assert_int_equal(sinks[i]->close(sinks[i]), 0);
+	}
+	mem_close(&m);
+	free(m.p);
+	free(junit);
+	tmpdir_free(tmp);
+}
+
 /* ---- logdir ------------------------------------------------------------------------------- */
 
 static void assert_file(const char *dir, const char *rel, const char *want, size_t wantlen)
@@ -614,12 +648,14 @@ static void test_logdir_job_retry(void **state)
 {
 	(void)state;
 	char *tmp = tmpdir_new();
-	rn_sink *s = rn_logdir_sink_new(tmp, NULL);
+	char *slashed = rn_xasprintf("%s/", tmp); /* a trailing slash, as a user may write it */
+	rn_sink *s = rn_logdir_sink_new(slashed, NULL);
 	rn_event e;
 	for (int a = 1; a <= 2; a++) {
 		e = job_ev(RN_EV_JOB_STARTED, &BUILD, a, 2);
 		s->event(s, &e);
-		char *lp = rn_xasprintf("build/01.%d.log", a);
+		/* attempt 1: relative to the directory; attempt 2: "dir/" + "/build/..." */
+		char *lp = a == 1 ? rn_xstrdup("build/01.1.log") : rn_xasprintf("%s/build/01.2.log", slashed);
 		e = step_ev(RN_EV_STEP_STARTED, &BUILD, 0, "Configure", 1, 1);
 		e.log_path = lp;
 		s->event(s, &e);
@@ -653,6 +689,7 @@ static void test_logdir_job_retry(void **state)
 	assert_jstr(j, "jobs.0.steps.0.status", "success");
 	assert_jstr(j, "jobs.0.steps.0.log", "build/01.2.log");
 	json_decref(j);
+	free(slashed);
 	tmpdir_free(tmp);
 }
 
@@ -977,6 +1014,7 @@ int main(void)
 		cmocka_unit_test(test_console_color),
 		cmocka_unit_test(test_console_status_line),
 		cmocka_unit_test(test_console_interrupted),
+		cmocka_unit_test(test_missing_names),
 		cmocka_unit_test(test_logdir),
 		cmocka_unit_test(test_logdir_job_retry),
 		cmocka_unit_test(test_logdir_error),
