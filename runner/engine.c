@@ -1067,7 +1067,8 @@ int rn_engine_run(const rn_engine_opts *o, rn_engine_result *res)
 		goto out;
 	}
 	rn_proc_init();
-	rn_event ev = { .type = RN_EV_RUN_STARTED, .step_index = -1, .started_ms = rn_wall_ms() };
+	rn_event ev = { .type = RN_EV_RUN_STARTED, .step_index = -1, .started_ms = rn_wall_ms(),
+			.njobs = (int)e.nselected };
 	int64_t run_start = rn_now_ms();
 	emit(&e, &ev);
 

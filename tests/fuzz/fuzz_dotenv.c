@@ -1,9 +1,9 @@
-/* fuzz_kvfile.c - libFuzzer target: parse the input as a command file and as a dotenv file.
+/* fuzz_dotenv.c - libFuzzer target: parse the input as a command file and as a dotenv file.
  *
  * Checks on every pair: the key is a valid key of the format, the value is NUL-terminated at
  * vlen and no longer than the input; on failure an error message starting "line " is set.
  *
- * Build: clang -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Irunner tests/fuzz/fuzz_kvfile.c
+ * Build: clang -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Irunner tests/fuzz/fuzz_dotenv.c
  *        runner/kvfile.c runner/error.c runner/util.c runner/buf.c */
 #include <stddef.h>
 #include <stdint.h>
