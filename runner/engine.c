@@ -250,15 +250,6 @@ static void steprun_free(steprun *s)
 	free(s);
 }
 
-static int touch_file(const char *path)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return rn_error_errno("%s", path);
-	close(fd);
-	return 0;
-}
-
 static char *log_path_for(engine *e, jobrun *j, const char *step_name)
 {
 	if (!e->o->log_dir)
@@ -334,12 +325,11 @@ static int step_start(engine *e, jobrun *j)
 	      : workdir[0] == '/'   ? rn_xstrdup(workdir)
 				    : rn_xasprintf("%s/%s", e->o->workspace, workdir);
 
-	s->out_file = rn_xasprintf("%s/output-%zu", j->temp_dir, j->step + 1);
-	s->env_file = rn_xasprintf("%s/env-%zu", j->temp_dir, j->step + 1);
-	s->path_file = rn_xasprintf("%s/path-%zu", j->temp_dir, j->step + 1);
-	if ((rc = touch_file(s->out_file)) < 0 || (rc = touch_file(s->env_file)) < 0 ||
-	    (rc = touch_file(s->path_file)) < 0)
-		goto done;
+	/* The command files are not created here (a step creates them by appending), so their
+	 * names are unique per step attempt in the job's fresh RUNNER_TEMP. */
+	s->out_file = rn_xasprintf("%s/output-%zu.%d", j->temp_dir, j->step + 1, j->step_attempt);
+	s->env_file = rn_xasprintf("%s/env-%zu.%d", j->temp_dir, j->step + 1, j->step_attempt);
+	s->path_file = rn_xasprintf("%s/path-%zu.%d", j->temp_dir, j->step + 1, j->step_attempt);
 
 	rn_step_ctx sc = {
 		.workspace = e->o->workspace,
@@ -455,7 +445,10 @@ static void read_command_file(engine *e, jobrun *j, const char *path, json_t *ob
 {
 	char *data = NULL;
 	size_t len = 0;
-	if (rn_read_file(&data, &len, path, COMMAND_FILE_MAX) < 0) {
+	int rc = rn_read_file(&data, &len, path, COMMAND_FILE_MAX);
+	if (rc == RN_ENOTFOUND)
+		return; /* the step did not write it */
+	if (rc < 0) {
 		message(e, j, "%s: %s", what, rn_error_last());
 		return;
 	}
@@ -469,7 +462,10 @@ static void read_path_file(engine *e, jobrun *j, const char *path)
 {
 	char *data = NULL;
 	size_t len = 0;
-	if (rn_read_file(&data, &len, path, COMMAND_FILE_MAX) < 0) {
+	int rc = rn_read_file(&data, &len, path, COMMAND_FILE_MAX);
+	if (rc == RN_ENOTFOUND)
+		return;
+	if (rc < 0) {
 		message(e, j, "RUNNER_PATH: %s", rn_error_last());
 		return;
 	}

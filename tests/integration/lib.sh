@@ -1,0 +1,330 @@
+# lib.sh - shared helpers of the integration tests (sourced by tests/integration/*.sh).
+#
+# A test file sources this with the runner binary as $1, registers its subtests with
+#   add "name" function
+# and ends with `run_all`, which prints TAP (`1..N`, `ok N - name`, `not ok N - name` and
+# `# diagnostics`) and exits non-zero if any subtest failed.
+#
+# Each subtest function runs in the test file's shell, in the current directory $T (a fresh
+# `mktemp -d` workspace), with:
+#   MARK     a marker unique to this subtest, this test file and this process ($$); it never
+#            is a prefix of another subtest's marker
+#   SLEEPER  the absolute path of a `sleep` whose command line contains MARK (a symlink named
+#            MARK): steps start "$SLEEPER" 1000 and `no_leftover` looks for MARK
+# and reports with `fail MESSAGE`, `note MESSAGE` (diagnostics only), `skip REASON` and the
+# expect_* helpers. Runner invocations:
+#   run ARGS...        runner in $T, stdout -> $T/out, stderr -> $T/err, stdin </dev/null, status
+#                      in RC; a safety timeout of $RNIT_TIMEOUT (default 120) seconds
+#   start_bg ARGS...   the same in the background (SIGINT/SIGQUIT at their defaults); pid in RPID
+#   wait_bg SECONDS    wait for it; its status in RC (fails the subtest and kills it on timeout)
+# Everything a subtest starts is killed when it ends (processes whose command line contains its
+# MARK, by pid) and the whole temporary tree is removed when the file ends (RNIT_KEEP=1 keeps it).
+set -u
+
+if [ $# -lt 1 ]; then
+	echo "usage: $0 RUNNER_BINARY" >&2
+	exit 2
+fi
+RUNNER=$(realpath "$1")
+if [ ! -x "$RUNNER" ]; then
+	echo "$0: $1 is not an executable" >&2
+	exit 2
+fi
+TFILE=$(basename "$0" .sh)
+ROOT=$(mktemp -d -t "rnit-$TFILE.XXXXXX")
+BIN=$ROOT/bin
+mkdir -p "$BIN"
+SLEEP_BIN=$(command -v sleep)
+RNIT_TIMEOUT=${RNIT_TIMEOUT:-120}
+MARK_PREFIX="rnit-$TFILE-$$-"
+# The runner must not pick up a caller's settings that change what we check.
+unset NO_COLOR RUNNER_SERVER RUNNER_TOKEN
+for _v in $(env | sed -n 's/^\(RUNNER_SECRET_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$_v"; done
+unset _v
+
+_names=()
+_funcs=()
+_nfail=0
+RPID=
+RC=
+T=$ROOT
+MARK=
+SLEEPER=
+
+# ---- processes --------------------------------------------------------------------------------
+
+# Pids of live processes whose command line contains $1 (never this shell or pgrep itself).
+marked_pids() {
+	pgrep -f -- "$1" 2>/dev/null | while read -r p; do
+		[ "$p" = "$$" ] || [ "$p" = "$BASHPID" ] || echo "$p"
+	done
+}
+
+# SIGKILL (by pid) every live process whose command line contains $1.
+kill_marked() {
+	local p
+	for p in $(marked_pids "$1"); do
+		kill -9 "$p" 2>/dev/null
+	done
+}
+
+# Fails the subtest if a process whose command line contains MARKER (default: $MARK) is alive.
+# Waits up to 3 s for processes that are already being killed (SIGKILL is asynchronous).
+no_leftover() {
+	local m=${1:-$MARK} i left
+	for i in $(seq 60); do
+		left=$(marked_pids "$m")
+		[ -z "$left" ] && return 0
+		sleep 0.05
+	done
+	fail "processes left behind (command line contains $m):"
+	local p
+	for p in $left; do
+		note "  $(ps -o pid=,ppid=,sid=,stat=,args= -p "$p" 2>/dev/null)"
+	done
+	return 1
+}
+
+# The process' state letter (R, S, Z...) or empty if it is gone.
+proc_state() {
+	sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null
+}
+
+# 0 while pid $1 runs (a zombie counts as ended).
+alive() {
+	local st
+	st=$(proc_state "$1")
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+# ---- running the runner -----------------------------------------------------------------------
+
+run() {
+	(cd "$T" && exec timeout -k 5 "$RNIT_TIMEOUT" "$RUNNER" "$@") >"$T/out" 2>"$T/err" </dev/null
+	RC=$?
+}
+
+# Like run, but with stdin from the file $1.
+run_stdin() {
+	local in=$1
+	shift
+	(cd "$T" && exec timeout -k 5 "$RNIT_TIMEOUT" "$RUNNER" "$@") >"$T/out" 2>"$T/err" <"$in"
+	RC=$?
+}
+
+start_bg() {
+	(cd "$T" && exec env --default-signal=INT,QUIT "$RUNNER" "$@") >"$T/out" 2>"$T/err" </dev/null &
+	RPID=$!
+}
+
+# wait_bg SECONDS: wait for the background runner; RC gets its status. 0, or 1 on timeout (then
+# the runner is SIGKILLed, RC is 999 and the subtest fails).
+wait_bg() {
+	local limit=$1 end
+	end=$(($(date +%s) + limit))
+	while alive "$RPID"; do
+		if [ "$(date +%s)" -ge "$end" ]; then
+			fail "the runner (pid $RPID) did not end within $limit s"
+			kill -9 "$RPID" 2>/dev/null
+			wait "$RPID" 2>/dev/null
+			RC=999
+			RPID=
+			return 1
+		fi
+		sleep 0.05
+	done
+	wait "$RPID"
+	RC=$?
+	RPID=
+	return 0
+}
+
+# wait_for SECONDS COMMAND...: poll COMMAND until it succeeds. Returns 1 on timeout, and also
+# early if a background runner ($RPID) has ended meanwhile (the event will not come).
+wait_for() {
+	local limit=$1 end
+	shift
+	end=$(($(date +%s) + limit))
+	while ! "$@"; do
+		if [ -n "$RPID" ] && ! alive "$RPID"; then
+			"$@" && return 0
+			return 1
+		fi
+		[ "$(date +%s)" -ge "$end" ] && return 1
+		sleep 0.05
+	done
+	return 0
+}
+
+# Seconds since the epoch with microseconds, and the difference of two such stamps in ms.
+now() { echo "$EPOCHREALTIME"; }
+elapsed_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d\n", (b - a) * 1000 }'; }
+
+# ---- files ------------------------------------------------------------------------------------
+
+# Write the workflow $T/${2:-p.yml} from stdin.
+workflow() {
+	cat >"$T/${1:-p.yml}"
+}
+
+# The summary.json of the run (the only one under $T/.runner/logs, or $1/summary.json).
+summary() {
+	if [ $# -gt 0 ]; then
+		echo "$1/summary.json"
+		return
+	fi
+	local f
+	f=$(find "$T/.runner/logs" -name summary.json 2>/dev/null | head -n 1)
+	echo "${f:-$T/.runner/logs/NO-summary.json}"
+}
+
+# jq-like look-ups in JSON with python: js FILE EXPR (EXPR in python over `d`) prints the result
+# (strings raw, the rest as JSON). Example: js "$(summary)" 'd["jobs"][0]["status"]'.
+js() {
+	python3 - "$1" "$2" <<'EOF'
+import json, sys
+try:
+    with open(sys.argv[1], "rb") as f:
+        d = json.loads(f.read())
+    v = eval(sys.argv[2], {"d": d})
+except Exception as e:
+    print("<error: %s: %s>" % (type(e).__name__, e))
+    sys.exit(0)
+print(v if isinstance(v, str) else json.dumps(v))
+EOF
+}
+
+# job_status JOB [SUMMARY]: the status of a job (by name) in summary.json (default: summary);
+# step_field JOB INDEX FIELD [SUMMARY]: a field of one of its steps.
+job_status() {
+	js "${2:-$(summary)}" "[j['status'] for j in d['jobs'] if j['name'] == '$1'][0]"
+}
+step_field() {
+	js "${4:-$(summary)}" "[j for j in d['jobs'] if j['name'] == '$1'][0]['steps'][$2]['$3']"
+}
+
+# ---- assertions -------------------------------------------------------------------------------
+
+note() {
+	_diag+=("$*")
+}
+
+fail() {
+	_failed=1
+	_diag+=("$*")
+}
+
+skip() {
+	_skip=$*
+}
+
+expect_eq() { # WHAT GOT WANT
+	[ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"
+}
+
+expect_rc() {
+	[ "$RC" = "$1" ] || fail "runner exit status $RC, expected $1"
+}
+
+expect_le() { # WHAT GOT MAX
+	[ "$2" -le "$3" ] 2>/dev/null || fail "$1: got $2, expected at most $3"
+}
+
+expect_ge() { # WHAT GOT MIN
+	[ "$2" -ge "$3" ] 2>/dev/null || fail "$1: got $2, expected at least $3"
+}
+
+expect_grep() { # ERE FILE... : some line of the files matches
+	local re=$1
+	shift
+	grep -Eq -- "$re" "$@" 2>/dev/null || fail "no line matches /$re/ in ${*##*/}"
+}
+
+expect_no_grep() { # ERE FILE...
+	local re=$1
+	shift
+	local hit
+	hit=$(grep -Eh -m 3 -- "$re" "$@" 2>/dev/null | cut -c 1-200)
+	[ -z "$hit" ] || fail "/$re/ found in ${*##*/}: $hit"
+}
+
+expect_file() {
+	[ -e "$1" ] || fail "missing file ${1#"$T"/}"
+}
+
+expect_no_file() {
+	[ ! -e "$1" ] || fail "file ${1#"$T"/} exists"
+}
+
+# ---- the driver -------------------------------------------------------------------------------
+
+add() {
+	_names+=("$1")
+	_funcs+=("$2")
+}
+
+_cleanup() {
+	if [ -n "${RPID:-}" ]; then
+		kill -9 "$RPID" 2>/dev/null
+	fi
+	kill_marked "$MARK_PREFIX"
+	if [ -z "${RNIT_KEEP:-}" ]; then
+		rm -rf "$ROOT"
+	else
+		echo "# kept $ROOT" >&2
+	fi
+}
+trap _cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+_show() { # FILE: the tail of a file as diagnostics
+	[ -s "$1" ] || return 0
+	echo "# --- ${1#"$ROOT"/} (last lines)"
+	tail -n 15 "$1" | cut -c 1-300 | tr -d '\033' | sed 's/^/#   /'
+}
+
+run_all() {
+	local i n=${#_names[@]} t0 ms only=${RNIT_ONLY:-}
+	echo "1..$n"
+	for ((i = 0; i < n; i++)); do
+		local num=$((i + 1)) name=${_names[$i]}
+		_failed=0 _skip= _diag=() RPID= RC=
+		if [ -n "$only" ] && [[ " $only " != *" $num "* ]]; then
+			echo "ok $num - $name # SKIP not selected"
+			continue
+		fi
+		T=$(mktemp -d "$ROOT/t$num.XXXXXX")
+		MARK="${MARK_PREFIX}t${num}x"
+		SLEEPER=$BIN/$MARK
+		ln -s "$SLEEP_BIN" "$SLEEPER"
+		t0=$(now)
+		cd "$T" || exit 1
+		"${_funcs[$i]}"
+		cd "$ROOT" || exit 1
+		if [ -n "$RPID" ]; then
+			kill -9 "$RPID" 2>/dev/null
+			wait "$RPID" 2>/dev/null
+			RPID=
+		fi
+		kill_marked "$MARK"
+		ms=$(elapsed_ms "$t0" "$(now)")
+		if [ -n "$_skip" ] && [ "$_failed" = 0 ]; then
+			echo "ok $num - $name # SKIP $_skip"
+		elif [ "$_failed" = 0 ]; then
+			echo "ok $num - $name"
+		else
+			_nfail=$((_nfail + 1))
+			echo "not ok $num - $name"
+			local d
+			for d in "${_diag[@]}"; do
+				printf '%s\n' "$d" | cut -c 1-400 | sed 's/^/# /'
+			done
+			_show "$T/out"
+			_show "$T/err"
+		fi
+		echo "# ($((ms / 1000)).$(printf %03d $((ms % 1000))) s)"
+		[ -n "${RNIT_KEEP:-}" ] || rm -rf "$T"
+	done
+	[ "$_nfail" -eq 0 ]
+}

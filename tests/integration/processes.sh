@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# Integration tests of `runner run`: process trees, timeouts and signals (SPEC section 3, first
+# item). Real runner, real child processes. TAP output; see lib.sh.
+#   processes.sh RUNNER_BINARY
+. "$(dirname "$0")/lib.sh"
+
+# A step that leaves something behind; the next step of the job looks for it while the runner
+# still runs (the tree must be gone when its step ends, not only when the runner exits).
+leftover_case() { # SCRIPT (uses $SLEEPER)
+	workflow <<EOF
+jobs:
+  j:
+    steps:
+      - name: leaver
+        run: |
+$(printf '%s\n' "$1" | sed 's/^/          /')
+          echo leaver-done
+      - name: checker
+        run: |
+          if pgrep -f -- '$MARK' >/dev/null; then echo still-alive >"$T/check"; else echo none >"$T/check"; fi
+EOF
+	run run p.yml
+	expect_rc 0
+	expect_grep 'leaver-done' "$T/out"
+	expect_eq "processes of step 1 alive when step 2 ran" "$(cat "$T/check" 2>/dev/null)" none
+	no_leftover
+}
+
+t_background() {
+	leftover_case "\"$SLEEPER\" 1000 &"
+}
+
+t_double_fork() {
+	leftover_case "( \"$SLEEPER\" 1000 & ) &"
+}
+
+t_setsid() {
+	leftover_case "setsid sh -c '\"$SLEEPER\" 1000' >/dev/null 2>&1 </dev/null &"
+}
+
+# The escaped daemon keeps the output pipe open: the step must still end (the tree is killed,
+# so the pipe closes) and promptly, not after the daemon's 1000 s.
+t_setsid_holds_pipe() {
+	leftover_case "setsid sh -c '\"$SLEEPER\" 1000' &
+( setsid \"$SLEEPER\" 1000 & ) &
+sleep 0.2"
+}
+
+# A child that ignores SIGTERM; timeout 1s, grace 1s: the step is "timed out", the run fails,
+# and nothing is left.
+t_timeout_child_traps_term() {
+	workflow <<EOF
+jobs:
+  j:
+    steps:
+      - name: slow
+        timeout: 1s
+        grace: 1s
+        run: |
+          sh -c "trap '' TERM; exec '$SLEEPER' 1000" &
+          '$SLEEPER' 1000
+      - name: after
+        run: touch "$T/after-ran"
+EOF
+	local t0 t1
+	t0=$(now)
+	run run p.yml
+	t1=$(now)
+	expect_rc 1
+	expect_eq "step status" "$(step_field j 0 status)" "timed out"
+	expect_eq "status of the step after it" "$(step_field j 1 status)" "skipped"
+	expect_no_file "$T/after-ran"
+	expect_le "run duration (ms)" "$(elapsed_ms "$t0" "$t1")" 20000
+	no_leftover
+}
+
+# The step itself ignores SIGTERM: SIGKILL after the grace period, not before.
+t_timeout_ignores_term_killed_after_grace() {
+	workflow <<EOF
+jobs:
+  j:
+    steps:
+      - name: stubborn
+        timeout: 1s
+        grace: 1s
+        run: |
+          trap '' TERM
+          '$SLEEPER' 1000
+EOF
+	local t0 t1 dur
+	t0=$(now)
+	run run p.yml
+	t1=$(now)
+	expect_rc 1
+	expect_eq "step status" "$(step_field j 0 status)" "timed out"
+	expect_eq "step exit code (SIGKILL)" "$(step_field j 0 exit_code)" 137
+	dur=$(step_field j 0 duration_ms)
+	expect_ge "step duration_ms (timeout 1s + grace 1s)" "$dur" 1950
+	expect_le "run duration (ms)" "$(elapsed_ms "$t0" "$t1")" 20000
+	expect_grep 'timed out' "$T/out"
+	no_leftover
+}
+
+# A step that exits on SIGTERM ends at the timeout, without waiting for the grace period.
+t_timeout_term_obeyed() {
+	workflow <<EOF
+jobs:
+  j:
+    steps:
+      - name: obeys
+        timeout: 1s
+        grace: 10m
+        run: |
+          '$SLEEPER' 1000
+EOF
+	local t0 t1
+	t0=$(now)
+	run run p.yml
+	t1=$(now)
+	expect_rc 1
+	expect_eq "step status" "$(step_field j 0 status)" "timed out"
+	expect_le "run duration (ms)" "$(elapsed_ms "$t0" "$t1")" 30000
+	no_leftover
+}
+
+# timeout: on the job covers all its steps.
+t_job_timeout() {
+	workflow <<EOF
+jobs:
+  j:
+    timeout: 1s
+    steps:
+      - run: echo first
+      - name: long
+        grace: 1s
+        run: |
+          trap '' TERM
+          '$SLEEPER' 1000 &
+          '$SLEEPER' 1000
+      - name: never
+        run: touch "$T/never"
+EOF
+	local t0 t1
+	t0=$(now)
+	run run p.yml
+	t1=$(now)
+	expect_rc 1
+	expect_eq "job status" "$(job_status j)" "timed out"
+	expect_eq "first step" "$(step_field j 0 status)" success
+	case $(step_field j 1 status) in
+	"timed out" | cancelled) ;;
+	*) fail "the running step's status is '$(step_field j 1 status)', expected 'timed out' or 'cancelled'" ;;
+	esac
+	expect_eq "last step" "$(step_field j 2 status)" skipped
+	expect_no_file "$T/never"
+	expect_le "run duration (ms)" "$(elapsed_ms "$t0" "$t1")" 20000
+	no_leftover
+}
+
+# The runner is interrupted while a step runs: every tree is stopped, summary.json says
+# cancelled, the exit status is 128 + the signal.
+interrupt_case() { # SIGNAL WANT_RC
+	workflow <<EOF
+jobs:
+  j:
+    steps:
+      - name: long
+        run: |
+          '$SLEEPER' 1000 &
+          touch "$T/started"
+          '$SLEEPER' 1000
+      - name: never
+        run: touch "$T/never"
+  k:
+    steps:
+      - name: other
+        run: |
+          ( setsid '$SLEEPER' 1000 & ) &
+          touch "$T/started-k"
+          '$SLEEPER' 1000
+EOF
+	start_bg run -j 2 --log-dir "$T/logs" p.yml
+	if ! wait_for 60 eval "[ -e '$T/started' ] && [ -e '$T/started-k' ]"; then
+		fail "the steps did not start"
+		return
+	fi
+	kill -s "$1" "$RPID"
+	wait_bg 60 || return
+	expect_rc "$2"
+	local sum=$T/logs/summary.json
+	expect_file "$sum"
+	expect_eq "run status" "$(js "$sum" 'd["status"]')" cancelled
+	expect_eq "job j" "$(job_status j "$sum")" cancelled
+	expect_eq "job k" "$(job_status k "$sum")" cancelled
+	expect_eq "running step" "$(step_field j 0 status "$sum")" cancelled
+	expect_eq "running step of k" "$(step_field k 0 status "$sum")" cancelled
+	case $(step_field j 1 status "$sum") in
+	skipped | cancelled) ;;
+	*) fail "the step that never ran is '$(step_field j 1 status "$sum")'" ;;
+	esac
+	expect_no_file "$T/never"
+	no_leftover
+}
+
+t_sigterm() {
+	interrupt_case TERM 143
+}
+
+t_sigint() {
+	interrupt_case INT 130
+}
+
+# A second SIGINT kills at once, even when the step ignores SIGTERM and has a 10 minute grace.
+t_second_sigint() {
+	workflow <<EOF
+jobs:
+  j:
+    steps:
+      - name: stubborn
+        grace: 10m
+        run: |
+          trap '' TERM
+          '$SLEEPER' 1000 &
+          touch "$T/started"
+          '$SLEEPER' 1000
+EOF
+	start_bg run p.yml
+	if ! wait_for 60 test -e "$T/started"; then
+		fail "the step did not start"
+		return
+	fi
+	kill -INT "$RPID"
+	# the runner says it got the first one (and keeps waiting for the grace period)
+	if ! wait_for 60 grep -q 'again to kill' "$T/out" "$T/err"; then
+		note "no 'again to kill' message after the first SIGINT"
+	fi
+	if ! alive "$RPID"; then
+		fail "the runner ended after the first SIGINT, before the 10m grace period"
+		wait_bg 5
+		return
+	fi
+	local t0 t1
+	t0=$(now)
+	kill -INT "$RPID"
+	wait_bg 60 || return
+	t1=$(now)
+	expect_rc 130
+	expect_le "time from the second SIGINT to the exit (ms)" "$(elapsed_ms "$t0" "$t1")" 15000
+	no_leftover
+}
+
+# The step kills its supervisor (its parent): its processes must still die and the run end.
+t_step_kills_supervisor() {
+	workflow <<EOF
+jobs:
+  j:
+    steps:
+      - name: parricide
+        run: |
+          '$SLEEPER' 1000 &
+          ( setsid '$SLEEPER' 1000 & ) &
+          kill -9 \$PPID
+          '$SLEEPER' 1000
+      - name: after
+        if: always()
+        run: |
+          if pgrep -f -- '$MARK' >/dev/null; then echo still-alive >"$T/check"; else echo none >"$T/check"; fi
+EOF
+	local t0 t1
+	t0=$(now)
+	run run p.yml
+	t1=$(now)
+	expect_rc 1
+	expect_le "run duration (ms)" "$(elapsed_ms "$t0" "$t1")" 30000
+	case $(step_field j 0 status) in
+	failure | "timed out") ;;
+	*) fail "step status '$(step_field j 0 status)', expected failure" ;;
+	esac
+	expect_eq "processes of step 1 alive when step 2 ran" "$(cat "$T/check" 2>/dev/null)" none
+	no_leftover
+}
+
+# stdin of a step is /dev/null, even when the runner's stdin has data.
+t_stdin_devnull() {
+	workflow <<EOF
+jobs:
+  j:
+    steps:
+      - run: |
+          if read -r x; then echo "read-a-line:\$x"; else echo "stdin-eof"; fi
+          echo "fd0=\$(readlink /proc/\$\$/fd/0)"
+EOF
+	printf 'data-from-the-runners-stdin\n' >"$T/in"
+	run_stdin "$T/in" run p.yml
+	expect_rc 0
+	expect_grep 'stdin-eof' "$T/out"
+	expect_no_grep 'read-a-line:data' "$T/out"
+	expect_grep 'fd0=/dev/null$' "$T/out"
+}
+
+# Each step runs in its own session (and process group), not the runner's.
+t_own_session() {
+	workflow <<EOF
+jobs:
+  j:
+    steps:
+      - run: echo "s1 pid=\$\$ sid=\$(ps -o sid= -p \$\$ | tr -d ' ') pgid=\$(ps -o pgid= -p \$\$ | tr -d ' ')"
+      - run: echo "s2 pid=\$\$ sid=\$(ps -o sid= -p \$\$ | tr -d ' ')"
+EOF
+	local mysid s1 s2 p1
+	mysid=$(ps -o sid= -p $$ | tr -d ' ')
+	run run p.yml
+	expect_rc 0
+	s1=$(sed -n 's/.*s1 pid=[0-9]* sid=\([0-9]*\).*/\1/p' "$T/out")
+	p1=$(sed -n 's/.*s1 pid=\([0-9]*\) .*/\1/p' "$T/out")
+	s2=$(sed -n 's/.*s2 pid=[0-9]* sid=\([0-9]*\).*/\1/p' "$T/out")
+	if [ -z "$s1" ] || [ -z "$s2" ]; then
+		fail "no session ids in the output"
+		return
+	fi
+	[ "$s1" != "$mysid" ] || fail "step 1 runs in the runner's session $mysid"
+	[ "$s2" != "$mysid" ] || fail "step 2 runs in the runner's session $mysid"
+	[ "$s1" != "$s2" ] || fail "steps 1 and 2 share session $s1"
+	expect_eq "step 1 is its session's leader (sid = pid)" "$s1" "$p1"
+}
+
+# Steps of jobs running in parallel each get their own tree: a timeout in one job kills only
+# that job's processes.
+t_timeout_is_per_tree() {
+	workflow <<EOF
+jobs:
+  slow:
+    steps:
+      - timeout: 1s
+        grace: 1s
+        run: |
+          '$SLEEPER' 1000 &
+          '$SLEEPER' 1000
+  other:
+    steps:
+      - run: |
+          touch "$T/other-started"
+          i=0; while [ ! -e "$T/other-go" ] && [ \$i -lt 1200 ]; do i=\$((i+1)); sleep 0.05; done
+          echo other-finished
+EOF
+	start_bg run -j 2 --keep-going p.yml
+	if ! wait_for 60 test -e "$T/other-started"; then
+		fail "job other did not start"
+	fi
+	# once slow has timed out, other must still be running
+	if ! wait_for 60 grep -q 'timed out' "$T/out"; then
+		fail "no 'timed out' in the output"
+	fi
+	touch "$T/other-go"
+	wait_bg 90 || return
+	expect_rc 1
+	expect_grep 'other-finished' "$T/out"
+	expect_eq "job other" "$(job_status other)" success
+	expect_eq "job slow step" "$(step_field slow 0 status)" "timed out"
+	no_leftover
+}
+
+add "background job of a step is killed when the step ends" t_background
+add "double-forked process is killed when the step ends" t_double_fork
+add "setsid() daemon is killed when the step ends" t_setsid
+add "setsid() daemons holding the output pipe are killed, step ends" t_setsid_holds_pipe
+add "timeout 1s + grace 1s with a child ignoring SIGTERM: timed out, exit 1, nothing left" t_timeout_child_traps_term
+add "step ignoring SIGTERM is SIGKILLed after the grace period" t_timeout_ignores_term_killed_after_grace
+add "step obeying SIGTERM ends at the timeout, not after the grace" t_timeout_term_obeyed
+add "job-level timeout stops the running step and skips the rest" t_job_timeout
+add "SIGTERM to the runner: exit 143, trees gone, summary says cancelled" t_sigterm
+add "SIGINT to the runner: exit 130, trees gone, summary says cancelled" t_sigint
+add "second SIGINT kills at once despite grace 10m and trap '' TERM" t_second_sigint
+add "step that kills its own supervisor: its processes die, run ends" t_step_kills_supervisor
+add "stdin of a step is /dev/null" t_stdin_devnull
+add "each step runs in its own session" t_own_session
+add "a timeout kills only its own step's tree" t_timeout_is_per_tree
+run_all
