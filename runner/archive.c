@@ -242,6 +242,9 @@ static int add_entry(const char *rel, const struct stat *wst, void *payload)
 	archive_entry_set_nlink(c->entry, 1);
 	archive_entry_set_ino64(c->entry, 0);
 	archive_entry_set_dev(c->entry, 0);
+	archive_entry_unset_atime(c->entry);
+	archive_entry_unset_ctime(c->entry);
+	archive_entry_unset_birthtime(c->entry);
 	archive_entry_copy_pathname(c->entry, rel);
 
 	int r = archive_write_header(c->a, c->entry);
@@ -264,9 +267,12 @@ done:
 
 static int set_format(struct archive *a, const char *format)
 {
-	char threads[16];
+	/* xz needs ~100 MB per thread at its default preset, zstd a few tens: cap accordingly */
+	char xz_threads[16], zstd_threads[16];
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	snprintf(threads, sizeof(threads), "%ld", ncpu < 1 ? 1 : ncpu > 8 ? 8 : ncpu);
+	ncpu = ncpu < 1 ? 1 : ncpu;
+	snprintf(xz_threads, sizeof(xz_threads), "%ld", ncpu > 2 ? 2 : ncpu);
+	snprintf(zstd_threads, sizeof(zstd_threads), "%ld", ncpu > 4 ? 4 : ncpu);
 
 	if (strcmp(format, "zip") == 0)
 		return archive_write_set_format_zip(a) < ARCHIVE_WARN ? -1 : 0;
@@ -282,12 +288,12 @@ static int set_format(struct archive *a, const char *format)
 	if (strcmp(format, "tar.xz") == 0) {
 		if (archive_write_add_filter_xz(a) < ARCHIVE_WARN)
 			return -1;
-		(void)archive_write_set_filter_option(a, "xz", "threads", threads);
+		(void)archive_write_set_filter_option(a, "xz", "threads", xz_threads);
 		return 0;
 	}
 	if (archive_write_add_filter_zstd(a) < ARCHIVE_WARN)
 		return -1;
-	(void)archive_write_set_filter_option(a, "zstd", "threads", threads);
+	(void)archive_write_set_filter_option(a, "zstd", "threads", zstd_threads);
 	return 0;
 }
 
@@ -640,7 +646,11 @@ int rn_archive_extract_limit(const char *archive_path, const char *dest_dir, uin
 				goto done;
 			}
 			char *hfull = rn_xasprintf("%s/%s", dest, link);
-			int ok = parents_ok(hfull, dlen);
+			struct stat hst;
+			/* link() does not follow symlinks: a hard link to one would copy a relative
+			 * target to another directory, where it can point outside. Files only. */
+			int ok = parents_ok(hfull, dlen) &&
+				 (lstat(hfull, &hst) < 0 || S_ISREG(hst.st_mode));
 			archive_entry_copy_hardlink(e, hfull);
 			free(hfull);
 			if (!ok) {

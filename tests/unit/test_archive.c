@@ -557,6 +557,11 @@ static void test_attacks(void **state)
 		{ "hardlink to /etc/passwd",
 		  { { "pw", AE_IFREG, NULL, "/etc/passwd", NULL, 0 } }, 1, "pw", "pw" },
 		{ "hardlink up", { { "pw", AE_IFREG, NULL, "../outside/x", NULL, 0 } }, 1, "pw", "pw" },
+		/* link() copies the symlink itself: "../../outside" is fine at a/b/, not at the top */
+		{ "hardlink to a relative symlink",
+		  { { "a/b/l", AE_IFLNK, "../../outside", NULL, NULL, 0 },
+		    { "h", AE_IFREG, NULL, "a/b/l", NULL, 0 } },
+		  2, "h", "h" },
 		{ "character device", { { "null2", AE_IFCHR, NULL, NULL, NULL, 0 } }, 1, "null2",
 		  "null2" },
 		{ "fifo", { { "fifo", AE_IFIFO, NULL, NULL, NULL, 0 } }, 1, "fifo", "fifo" },
