@@ -439,7 +439,14 @@ typedef struct kvctx {
 static int kv_set(const char *key, const char *value, size_t vlen, void *payload)
 {
 	kvctx *k = payload;
-	json_object_set_new(k->obj, key, json_stringn(value, vlen) ? json_stringn(value, vlen) : json_string(""));
+	/* not valid UTF-8: kept as text with the bad bytes replaced, so expressions can use it */
+	json_t *v = json_stringn(value, vlen);
+	if (!v) {
+		char *fixed = rn_utf8_sanitize(value, vlen, 0, &vlen);
+		v = json_stringn(fixed, vlen);
+		free(fixed);
+	}
+	json_object_set_new(k->obj, key, v ? v : json_string(""));
 	return 0;
 }
 

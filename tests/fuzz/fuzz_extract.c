@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_INODES 4096
 
 static char dest_real[PATH_MAX];
-static size_t dest_len;
+static size_t dest_len, dest_arg_len;
 static struct {
 	ino_t ino;
 	nlink_t nlink, seen;
@@ -61,6 +61,18 @@ static int check_one(const char *path, const struct stat *st, int flag, struct F
 			violation("absolute symlink extracted", path);
 		if (realpath(path, res) && !inside(res))
 			violation("symlink resolves outside the target", path);
+		/* dangling links too: climb lexically from the link's directory */
+		size_t depth = 0;
+		for (const char *p = path + dest_arg_len + 1; *p; p++)
+			depth += *p == '/';
+		for (char *c = strtok(target, "/"); c; c = strtok(NULL, "/")) {
+			if (strcmp(c, "..") == 0) {
+				if (depth-- == 0)
+					violation("symlink climbs out of the target", path);
+			} else if (strcmp(c, ".") != 0) {
+				depth++;
+			}
+		}
 	}
 	if (S_ISREG(st->st_mode) && st->st_nlink > 1) {
 		size_t i;
@@ -104,6 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (realpath(dest, dest_real)) {
 		dest_len = strlen(dest_real);
+		dest_arg_len = strlen(dest);
 		ninodes = 0;
 		if (nftw(dest, check_one, 16, FTW_PHYS) < 0)
 			abort();

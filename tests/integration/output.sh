@@ -195,9 +195,16 @@ $S2"
 	expect_rc 0
 	expect_not_leaked "$S1"
 	expect_not_leaked "$S2"
-	expect_eq "log" "$(cat "$(step_log j 0)" 2>/dev/null)" "***
+	# the whole value may become one *** or one per line; what follows stays
+	local log
+	log=$(cat "$(step_log j 0)" 2>/dev/null)
+	case $log in
+	"***
 ***
-only *** here"
+only *** here" | "***
+only *** here") ;;
+	*) fail "log: got '$log', expected '***' (or two), then 'only *** here'" ;;
+	esac
 }
 
 t_short_secret_refused() {
@@ -335,7 +342,8 @@ if [p[2] for p in pieces[0] if not p[2].startswith("y")] != ["before", "after"]:
     problems.append("step 0: the short lines are %r" % [p[2] for p in pieces[0] if not p[2].startswith("y")])
 if pieces[0] and pieces[0][-2][1]:
     problems.append("step 0: the last piece of the newline-terminated long line is marked partial")
-print("\n".join(problems))
+if problems:
+    print("\n".join(problems))
 EOF
 	[ -s "$T/check" ] && fail "$(cat "$T/check")"
 }
@@ -371,7 +379,7 @@ t_one_gigabyte() {
 jobs:
   j:
     steps:
-      - run: yes "$(printf '%099d' 0 | tr 0 x)" | head -n 10737418
+      - run: '{ yes "$(printf %099d 0 | tr 0 x)" || true; } | head -n 10737418'
 EOF
 	(cd "$T" && exec timeout -k 5 600 /usr/bin/time -f %M -o "$T/rss" "$RUNNER" run p.yml) >/dev/null 2>"$T/err" </dev/null
 	RC=$?
@@ -450,7 +458,8 @@ for job in ("good", "bad"):
     idx = [i for i, e in enumerate(evs) if e.get("job") == job]
     if evs[idx[0]]["event"] != "job_started" or evs[idx[-1]]["event"] != "job_finished":
         p.append("events of %s are not framed by job_started/job_finished" % job)
-print("\n".join(p))
+if p:
+    print("\n".join(p))
 EOF
 	[ -s "$T/check" ] && fail "$(cat "$T/check")"
 	expect_grep 'hi-json' "$T/err"
@@ -491,16 +500,20 @@ cases = [c for s in suites for c in s.findall("testcase")]
 fails = [c for c in cases if c.find("failure") is not None]
 if len(cases) != 5:
     p.append("%d testcases, expected 5" % len(cases))
-if sorted(c.get("name") for c in fails) != ["a-fails", "b-fails"]:
+import re
+def plain(n):  # the step name, without a "02. " numbering
+    return re.sub(r"^[0-9]+\.\s*", "", n or "")
+if sorted(plain(c.get("name")) for c in fails) != ["a-fails", "b-fails"]:
     p.append("failed testcases %r" % [c.get("name") for c in fails])
 if root.tag == "testsuites" and root.get("failures") != "2":
     p.append("testsuites failures=%r" % root.get("failures"))
 if sum(int(s.get("failures", "0")) for s in suites) != 2:
     p.append("the testsuites' failures add up to %d" % sum(int(s.get("failures", "0")) for s in suites))
-af = [c for c in fails if c.get("name") == "a-fails"]
+af = [c for c in fails if plain(c.get("name")) == "a-fails"]
 if af and "some <output> & more" not in "".join(af[0].itertext()):
     p.append("the failure of a-fails does not carry its output")
-print("\n".join(p))
+if p:
+    print("\n".join(p))
 EOF
 	[ -s "$T/check" ] && fail "$(cat "$T/check")"
 }
@@ -539,8 +552,14 @@ jobs:
           echo line-1
           echo line-2 >&2
       - name: busy
-        run: python3 -c 'import time; t = time.process_time()
-          while time.process_time() - t < 0.4: pass'
+        run: |
+          echo busy-start
+          python3 - <<'PY'
+          import time
+          t = time.process_time()
+          while time.process_time() - t < 0.4:
+              pass
+          PY
       - name: failer
         continue-on-error: true
         run: |
@@ -589,7 +608,8 @@ if logs.get("printer") not in (None, b"line-1\nline-2\n"):
     p.append("log of printer: %r" % logs.get("printer"))
 if logs.get("failer") not in (None, b"failing\n"):
     p.append("log of failer: %r" % logs.get("failer"))
-print("\n".join(p))
+if p:
+    print("\n".join(p))
 EOF
 	[ -s "$T/check" ] && fail "$(cat "$T/check")"
 }
