@@ -85,6 +85,9 @@ struct engine {
 	size_t nselected, ndone;
 	size_t *runnable;       /* READY jobs waiting for a slot, FIFO */
 	size_t nrunnable, runnable_head;
+	size_t *woken;          /* jobs whose last need just finished, to decide (a work list, so
+	                         * long chains of skipped jobs never recurse) */
+	size_t nwoken;
 	size_t running;
 	int stopping;           /* a job failed and keep_going is off */
 	int cancelled;          /* the run is being cancelled */
@@ -878,6 +881,9 @@ static void job_ready(engine *e, jobrun *j)
 	json_decref(needs);
 	rn_expr_env ee = { .ctx = ctx, .failed = any_bad, .cancelled = 0, .workspace = e->o->workspace };
 	int run = 0;
+	/* a job's `if` sees the pipeline's env (the job's own env belongs to its steps) */
+	if (j->job->if_cond && rn_context_set_env(ctx, &e->o->pipeline->env, NULL, NULL, NULL, &ee) < 0)
+		message(e, j, "%s", rn_error_last());
 	if (rn_expr_condition(&run, j->job->if_cond, &ee) < 0) {
 		message(e, j, "bad condition: %s", rn_error_last());
 		run = 0;
@@ -902,8 +908,15 @@ static void ready_users(engine *e, jobrun *j)
 		if (!un->selected)
 			continue;
 		if (--un->pending == 0)
-			job_ready(e, &e->jobs[j->g->users[u]]);
+			e->woken[e->nwoken++] = j->g->users[u];
 	}
+}
+
+/* Decide every woken job (which may finish jobs and wake more). */
+static void drain_woken(engine *e)
+{
+	while (e->nwoken)
+		job_ready(e, &e->jobs[e->woken[--e->nwoken]]);
 }
 
 static int group_running(engine *e, const jobrun *j)
@@ -1097,6 +1110,7 @@ int rn_engine_run(const rn_engine_opts *o, rn_engine_result *res)
 
 	e.jobs = rn_xcalloc(e.g->n + 1, sizeof(*e.jobs));
 	e.runnable = rn_xcalloc(e.g->n + 1, sizeof(*e.runnable));
+	e.woken = rn_xcalloc(e.g->n + 1, sizeof(*e.woken));
 	e.needs = json_object();
 	e.extra_env = json_object();
 	e.buf = rn_xmalloc(65536);
@@ -1124,15 +1138,17 @@ int rn_engine_run(const rn_engine_opts *o, rn_engine_result *res)
 	int64_t run_start = rn_now_ms();
 	emit(&e, &ev);
 
-	for (size_t i = 0; i < e.g->n; i++)
+	for (size_t i = e.g->n; i-- > 0;)
 		if (e.g->nodes[i].selected && e.g->nodes[i].pending == 0)
-			job_ready(&e, &e.jobs[i]);
+			e.woken[e.nwoken++] = i;
 
 	size_t cap = 2 * e.g->n + 2;
 	pfds = rn_xcalloc(cap, sizeof(*pfds));
 	owner = rn_xcalloc(cap, sizeof(*owner));
 	while (e.ndone < e.nselected) {
+		drain_woken(&e);
 		start_jobs(&e);
+		drain_woken(&e);
 		int64_t now = rn_now_ms();
 		handle_deadlines(&e, now);
 		/* steps whose tree is gone and whose output is drained are concluded */
@@ -1144,7 +1160,7 @@ int rn_engine_run(const rn_engine_opts *o, rn_engine_result *res)
 				progressed = 1;
 			}
 		}
-		if (progressed || e.ndone >= e.nselected)
+		if (progressed || e.nwoken || e.ndone >= e.nselected)
 			continue;
 		size_t n = 0;
 		pfds[n] = (struct pollfd){ .fd = sfd, .events = POLLIN };
@@ -1228,6 +1244,7 @@ out:
 	free(owner);
 	free(e.jobs);
 	free(e.runnable);
+	free(e.woken);
 	free(e.buf);
 	json_decref(e.needs);
 	json_decref(e.extra_env);

@@ -162,9 +162,10 @@ elapsed_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d\n", (b - a) * 1000 }'
 
 # ---- files ------------------------------------------------------------------------------------
 
-# Write the workflow $T/${2:-p.yml} from stdin.
+# Write the workflow $T/${1:-p.yml} from stdin, with @T@, @MARK@ and @SLEEPER@ replaced by the
+# values of this subtest (so that workflows can be written in quoted here-documents).
 workflow() {
-	cat >"$T/${1:-p.yml}"
+	sed -e "s|@T@|$T|g" -e "s|@MARK@|$MARK|g" -e "s|@SLEEPER@|$SLEEPER|g" >"$T/${1:-p.yml}"
 }
 
 # The summary.json of the run (the only one under $T/.runner/logs, or $1/summary.json).
