@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -317,8 +318,8 @@ static int step_start(engine *e, jobrun *j)
 	if (rc < 0)
 		goto done;
 	json_object_update(json_object_get(j->ctx, "env"), e->extra_env);
-	if ((rc = rn_context_expand(&name, st->name, &ee)) < 0)
-		goto done;
+	if (rn_context_expand(&name, st->name, &ee) < 0)
+		name = rn_xstrdup(st->name); /* a display name never stops a step */
 	s->name = masked(e, name);
 	if ((rc = rn_context_expand(&script, st->run, &ee)) < 0)
 		goto done;
@@ -330,6 +331,11 @@ static int step_start(engine *e, jobrun *j)
 	dir = !workdir || !*workdir ? rn_xstrdup(e->o->workspace)
 	      : workdir[0] == '/'   ? rn_xstrdup(workdir)
 				    : rn_xasprintf("%s/%s", e->o->workspace, workdir);
+	struct stat dst;
+	if (stat(dir, &dst) < 0 || !S_ISDIR(dst.st_mode)) {
+		rc = rn_error_set("working directory '%s' does not exist", workdir ? workdir : dir);
+		goto done;
+	}
 
 	/* The command files are not created here (a step creates them by appending), so their
 	 * names are unique per step attempt in the job's fresh RUNNER_TEMP. */
@@ -606,7 +612,9 @@ static void job_advance(engine *e, jobrun *j)
 {
 	while (j->step < j->job->nsteps) {
 		const rn_step *st = &j->job->steps[j->step];
-		if (j->cancel || e->hard) {
+		/* once cancelled, only steps that ask for it (always(), cancelled()) still run; a
+		 * second interrupt runs nothing more */
+		if (e->hard || ((j->cancel || e->cancelled) && !(st->if_cond && rn_expr_condition_has_status(st->if_cond)))) {
 			finish_skipped_step(e, j, RN_ST_SKIPPED, j->cancel_reason ? j->cancel_reason : "cancelled");
 			j->step++;
 			continue;

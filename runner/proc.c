@@ -4,16 +4,17 @@
  *
  *   runner (child subreaper)
  *     shim        forked by rn_proc_start; child subreaper; never execs; only async-signal-safe
- *       command   forked by the shim; setsid(); stdio set up; execve(argv)
+ *       command   started by the shim (vfork-like clone); setsid(); stdio set up; execve
  *         ...     whatever the command starts; orphans are re-parented to the shim
  *
  * Everything the shim and the command child need (resolved program path, argv for the ENOEXEC
  * fallback, environment) is built before the fork. After the fork, code in this file runs only
  * async-signal-safe functions (raw syscalls, no malloc, no stdio) on static or stack buffers.
  *
- * Pipes: the status pipe carries one "started" byte (written once the command was exec'd or
- * failed to) and then one fixed-size struct report; the exec-error pipe (inside the shim,
- * O_CLOEXEC) carries the errno of a failed start from the command child to the shim.
+ * The status pipe carries one "started" byte (written once the command was exec'd or failed to)
+ * and then one fixed-size struct report. The command child is started with
+ * clone(CLONE_VM | CLONE_VFORK) (see cmd_child), so the shim resumes only after the exec or its
+ * failure, and the errno of a failure comes back through shared memory instead of a pipe.
  *
  * The tree is found by reading /proc/PID/task/TID/children recursively from the shim (cheap:
  * the shim's own list is one small file). Kernels without CONFIG_PROC_CHILDREN fall back to
@@ -28,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,17 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
+/* Code that runs in the vfork-like command child, on a stack ASan does not know: no ASan
+ * instrumentation there (it would warn about the stack switch at _exit). */
+#if defined(__has_attribute)
+#if __has_attribute(no_sanitize)
+#define CHILD_CODE __attribute__((no_sanitize("address")))
+#endif
+#endif
+#ifndef CHILD_CODE
+#define CHILD_CODE
+#endif
+
 #define REPORT_MAGIC 0x726e7072u /* "rnpr" */
 #define START_BYTE 'S'
 
@@ -54,12 +67,6 @@ struct report {
 	int32_t survivors;  /* tree processes found alive after the command ended */
 	int32_t pad;
 	int64_t utime_us, stime_us, maxrss_kb;
-};
-
-/* What the command child sends to the shim when it cannot start. */
-struct exec_err {
-	int32_t err;
-	int32_t stage;
 };
 
 /* Everything the shim needs, prepared by the caller before fork (the shim gets a copy). */
@@ -343,7 +350,7 @@ static size_t read_full(int fd, void *buf, size_t len)
 }
 
 /* close_range(lo, hi, flags), falling back to a close() loop on old kernels. */
-static void close_fds(unsigned lo, unsigned hi, unsigned flags)
+CHILD_CODE static void close_fds(unsigned lo, unsigned hi, unsigned flags)
 {
 	if (lo > hi)
 		return;
@@ -363,42 +370,56 @@ static void close_fds(unsigned lo, unsigned hi, unsigned flags)
 	}
 }
 
-/* ---- the command child */
+/* ---- the command child
+ *
+ * It is started with clone(CLONE_VM | CLONE_VFORK), like glibc's posix_spawn: it runs on its own
+ * stack in the shim's memory while the shim is suspended, until it execs or exits. So there is no
+ * page-table copy, and a failure (errno and stage) is simply stored in struct cmd_args, which the
+ * shim reads when clone returns. The child has its own copy of the fd table, cwd and signal
+ * dispositions (no CLONE_FILES/CLONE_FS/CLONE_SIGHAND), so dup2/chdir/sigaction here do not touch
+ * the shim. It must not return to the shim's stack frames, and does not: it ends in _exit. */
 
-static _Noreturn void cmd_fail(int errw, int err, int stage)
+struct cmd_args {
+	const struct shim_ctx *c;
+	volatile int32_t err;   /* errno of a failed start, written before _exit */
+	volatile int32_t stage; /* enum rn_proc_fail */
+};
+
+CHILD_CODE static _Noreturn void cmd_fail(struct cmd_args *a, int err, int stage)
 {
-	struct exec_err e = { err, stage };
-	if (errw >= 0)
-		write_full(errw, &e, sizeof(e));
+	a->err = err ? err : EIO;
+	a->stage = stage;
 	_exit(127);
 }
 
 /* fd moved to a number >= 3 (a new CLOEXEC copy) so dup2 onto 0..2 cannot clobber it. */
-static int fd_above_stdio(int fd)
+CHILD_CODE static int fd_above_stdio(int fd)
 {
 	return fd >= 0 && fd < 3 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : fd;
 }
 
-static _Noreturn void cmd_child(const struct shim_ctx *c, int errw)
+CHILD_CODE static int cmd_child(void *arg)
 {
+	struct cmd_args *a = arg;
+	const struct shim_ctx *c = a->c;
 	int in = c->in_fd, out = c->out_fd;
-	errw = fd_above_stdio(errw);
 	if (setsid() < 0)
-		cmd_fail(errw, errno, RN_PROC_FAIL_SETUP);
+		cmd_fail(a, errno, RN_PROC_FAIL_SETUP);
 	if (in < 0)
 		in = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (out < 0)
 		out = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	if (in < 0 || out < 0)
-		cmd_fail(errw, errno, RN_PROC_FAIL_SETUP);
+		cmd_fail(a, errno, RN_PROC_FAIL_SETUP);
 	in = fd_above_stdio(in);
 	out = fd_above_stdio(out);
 	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-		cmd_fail(errw, errno, RN_PROC_FAIL_SETUP);
-	/* every other fd goes at exec (errw too: it tells the shim "exec happened" by closing) */
+		cmd_fail(a, errno, RN_PROC_FAIL_SETUP);
+	/* every other fd goes at exec */
 	close_fds(3, ~0U, CLOSE_RANGE_CLOEXEC);
 
-	/* the shim ignores these and has every signal blocked; the command gets defaults */
+	/* the shim ignores these and has every signal blocked; the command gets defaults (all other
+	 * dispositions are already SIG_DFL: the shim reset them) */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
@@ -411,13 +432,13 @@ static _Noreturn void cmd_child(const struct shim_ctx *c, int errw)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
 	if (c->dir && chdir(c->dir) < 0)
-		cmd_fail(errw, errno, RN_PROC_FAIL_CHDIR);
+		cmd_fail(a, errno, RN_PROC_FAIL_CHDIR);
 	if (!c->path)
-		cmd_fail(errw, c->path_errno, RN_PROC_FAIL_EXEC);
+		cmd_fail(a, c->path_errno, RN_PROC_FAIL_EXEC);
 	execve(c->path, c->argv, c->envp);
 	if (errno == ENOEXEC)
 		execve("/bin/sh", c->sh_argv, c->envp);
-	cmd_fail(errw, errno, RN_PROC_FAIL_EXEC);
+	cmd_fail(a, errno, RN_PROC_FAIL_EXEC);
 }
 
 /* ---- the shim */
@@ -555,34 +576,21 @@ static _Noreturn void shim_main(const struct shim_ctx *c)
 	memset(&rep, 0, sizeof(rep));
 	rep.magic = REPORT_MAGIC;
 
-	int ep[2];
-	if (pipe2(ep, O_CLOEXEC) < 0) {
-		rep.exec_errno = errno;
-		rep.fail_stage = RN_PROC_FAIL_SETUP;
-		rep.wstatus = 127 << 8;
-		char b = START_BYTE;
-		write_full(c->status_w, &b, 1);
-		write_full(c->status_w, &rep, sizeof(rep));
-		_exit(0);
-	}
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-	s.cmd = _Fork(); /* async-signal-safe: no atfork handlers */
-#else
-	s.cmd = fork();
-#endif
-	if (s.cmd == 0) {
-		close(ep[0]);
-		cmd_child(c, ep[1]);
-	}
-	int fork_errno = errno;
-	close(ep[1]);
+	/* the command child's stack: static, in the shim's copy of memory (the runner never uses it) */
+	static char cmd_stack[64 * 1024] __attribute__((aligned(64)));
+	static struct cmd_args args;
+	args.c = c;
+	s.cmd = clone(cmd_child, cmd_stack + sizeof(cmd_stack), CLONE_VM | CLONE_VFORK | SIGCHLD,
+		      &args);
+	/* here the command has exec'd, or failed to (and exited) */
+	int clone_errno = errno;
 	/* the tree holds out_fd/in_fd now; our copies would delay EOF for the runner */
 	if (c->in_fd >= 0 && c->in_fd != c->status_w)
 		close(c->in_fd);
 	if (c->out_fd >= 0 && c->out_fd != c->status_w && c->out_fd != c->in_fd)
 		close(c->out_fd);
 	if (s.cmd < 0) {
-		rep.exec_errno = fork_errno;
+		rep.exec_errno = clone_errno;
 		rep.fail_stage = RN_PROC_FAIL_SETUP;
 		rep.wstatus = 127 << 8;
 		char b = START_BYTE;
@@ -590,12 +598,10 @@ static _Noreturn void shim_main(const struct shim_ctx *c)
 		write_full(c->status_w, &rep, sizeof(rep));
 		_exit(0);
 	}
-	struct exec_err ee = { 0, 0 };
-	if (read_full(ep[0], &ee, sizeof(ee)) == sizeof(ee)) {
-		rep.exec_errno = ee.err ? ee.err : EIO;
-		rep.fail_stage = ee.stage;
+	if (args.err) {
+		rep.exec_errno = args.err;
+		rep.fail_stage = args.stage;
 	}
-	close(ep[0]);
 	char b = START_BYTE;
 	write_full(c->status_w, &b, 1);
 

@@ -379,8 +379,22 @@ static const char *derive_step_name(wctx *c, const rn_step *s)
 		while (*p == ' ' || *p == '\n' || *p == '\t')
 			p++;
 		size_t n = strcspn(p, "\n");
-		if (n > 60)
+		if (n > 60) {
 			n = 60;
+			/* never cut inside a ${{ }}: end the name before it, or after it */
+			const char *open = NULL;
+			for (const char *q = p; q < p + n; q++)
+				if (q[0] == '$' && q[1] == '{' && q[2] == '{')
+					open = q;
+			if (open && !memmem(open, (size_t)(p + n - open), "}}", 2)) {
+				const char *close = strstr(open, "}}");
+				size_t line_end = strcspn(p, "\n");
+				if (close && (size_t)(close + 2 - p) <= line_end)
+					n = (size_t)(close + 2 - p);
+				else
+					n = (size_t)(open - p);
+			}
+		}
 		while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
 			n--;
 		return rn_arena_strndup(c->a, p, n);

@@ -5,6 +5,7 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,9 @@ int rn_step_self_command(char ***argv, const rn_step_ctx *ctx, const char *kind)
 
 int rn_step_exec_main(const char *kind, const char *file)
 {
+	/* file names in archives and messages are UTF-8 whatever the caller's locale is */
+	if (!setlocale(LC_CTYPE, "C.UTF-8"))
+		setlocale(LC_CTYPE, "");
 	const rn_step_kind *k = rn_step_kind_find(kind);
 	if (!k || !k->exec) {
 		fprintf(stderr, "runner: no built-in step kind '%s'\n", kind);

@@ -162,10 +162,24 @@ elapsed_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d\n", (b - a) * 1000 }'
 
 # ---- files ------------------------------------------------------------------------------------
 
+# A shell function for steps: `w FILE` waits for FILE to appear (exit 9 after 60 s).
+WAIT_FN='w() { i=0; while [ ! -e "$1" ]; do i=$((i+1)); [ $i -gt 1200 ] && { echo "gave up waiting for $1"; exit 9; }; sleep 0.05; done; }'
+
 # Write the workflow $T/${1:-p.yml} from stdin, with @T@, @MARK@ and @SLEEPER@ replaced by the
-# values of this subtest (so that workflows can be written in quoted here-documents).
+# values of this subtest and @WAIT@ by WAIT_FN (so that workflows can be written in quoted
+# here-documents).
 workflow() {
-	sed -e "s|@T@|$T|g" -e "s|@MARK@|$MARK|g" -e "s|@SLEEPER@|$SLEEPER|g" >"$T/${1:-p.yml}"
+	local text
+	text=$(
+		cat
+		echo x
+	)
+	text=${text%x}
+	text=${text//@T@/"$T"}
+	text=${text//@MARK@/"$MARK"}
+	text=${text//@SLEEPER@/"$SLEEPER"}
+	text=${text//@WAIT@/"$WAIT_FN"}
+	printf '%s' "$text" >"$T/${1:-p.yml}"
 }
 
 # The summary.json of the run (the only one under $T/.runner/logs, or $1/summary.json).

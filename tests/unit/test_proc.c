@@ -449,10 +449,40 @@ static void test_only_stdio_inherited(void **state)
 	job *j = &g_job;
 	int extra = open("/dev/null", O_RDONLY); /* deliberately without O_CLOEXEC */
 	assert_true(extra >= 3);
-	job_run(j, "ls /proc/self/fd");
+	/* and the output/input pipes the caller passes without O_CLOEXEC either */
+	int op[2], ip[2];
+	assert_int_equal(pipe(op), 0);
+	assert_int_equal(pipe(ip), 0);
+	const char *argv[] = { "ls", "/proc/self/fd", NULL };
+	rn_proc_opts o = { argv, g_env, NULL, op[1], ip[0], NULL };
+	memset(j, 0, sizeof(*j));
+	assert_int_equal(rn_proc_start(&j->p, &o), 0);
+	close(op[1]);
+	close(ip[0]);
+	j->out_r = op[0];
+	j->in_w = ip[1];
+	job_end(j);
 	close(extra);
 	/* 0 1 2 and the fd of the directory ls is reading */
 	assert_string_equal(j->out, "0\n1\n2\n3\n");
+}
+
+static void test_command_leads_its_session(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_run(j, "echo $$; cat /proc/$$/stat");
+	assert_int_equal(j->r.status, 0);
+	char *nl = strchr(j->out, '\n');
+	assert_non_null(nl);
+	long pid = strtol(j->out, NULL, 10);
+	char *p = strrchr(nl, ')');
+	assert_non_null(p);
+	long ppid, pgrp, sid;
+	assert_int_equal(sscanf(p, ") %*c %ld %ld %ld", &ppid, &pgrp, &sid), 3);
+	assert_int_equal(ppid, j->p.pid); /* its parent is the shim */
+	assert_int_equal(pgrp, pid);
+	assert_int_equal(sid, pid);
 }
 
 static void test_background_job_killed(void **state)
@@ -473,11 +503,11 @@ static void test_double_fork(void **state)
 	(void)state;
 	job *j = &g_job;
 	/* the middle shell exits at once: its child is re-parented to the shim (the subreaper) */
-	job_sh(j, "sh -c 'sleep $M & echo gc $!'; read go; exit 0", 1);
+	job_sh(j, "sh -c 'sleep $M & echo gc $!'; echo mid-gone; read go; exit 0", 1);
 	pid_t gc = job_pid(j, "gc ");
 	assert_true(gc > 0);
+	job_expect(j, "mid-gone"); /* the middle shell has exited and was reaped */
 	assert_true(alive(gc));
-	/* the middle shell was reaped by the command before it read stdin, so gc was re-parented */
 	assert_int_equal(stat_field(gc, 0), j->p.pid);
 	job_send(j, "go\n");
 	job_end(j);
@@ -576,6 +606,103 @@ static void test_step_kills_its_shim(void **state)
 	assert_false(alive(bg));
 }
 
+static void test_shim_crash_then_reap_strays(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_sh(j, "sleep $M & echo bg $!; echo cmd $$; read go", 1);
+	pid_t bg = job_pid(j, "bg ");
+	pid_t cmd = job_pid(j, "cmd ");
+	/* the shim dies (OOM killer, a stray kill): its tree is re-parented to us */
+	assert_int_equal(kill(j->p.pid, SIGKILL), 0);
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	assert_int_equal(waitid(P_PID, (id_t)j->p.pid, &si, WEXITED | WNOWAIT), 0);
+	assert_int_equal(stat_field(cmd, 0), getpid());
+	/* what the event loop does on SIGCHLD: the orphans die; the dead shim is left for finish */
+	rn_proc_reap_strays();
+	assert_false(alive(bg));
+	assert_false(alive(cmd));
+	memset(&si, 0, sizeof(si));
+	assert_int_equal(waitid(P_PID, (id_t)j->p.pid, &si, WEXITED | WNOHANG | WNOWAIT), 0);
+	assert_int_equal(si.si_pid, j->p.pid);
+	job_end(j);
+	assert_true(j->rc < 0);
+	assert_int_equal(j->r.status, 128 + SIGKILL);
+	assert_int_equal(j->r.signal, SIGKILL);
+}
+
+static void test_runner_dies(void **state)
+{
+	(void)state;
+	/* a child process plays the runner: it starts a step, then is SIGKILLed. The shim's
+	 * PR_SET_PDEATHSIG must take the whole tree down. */
+	int op[2], info[2];
+	assert_int_equal(pipe2(op, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(info, O_CLOEXEC), 0);
+	pid_t runner = fork();
+	assert_true(runner >= 0);
+	if (runner == 0) {
+		const char *argv[] = { "/bin/sh", "-c",
+				       "setsid sleep $M & sleep $M & echo bg $!; wait", NULL };
+		rn_proc p;
+		rn_proc_opts o = { argv, g_env, NULL, op[1], -1, NULL };
+		if (rn_proc_start(&p, &o) != 0)
+			_exit(1);
+		close(op[1]);
+		char msg[32];
+		int n = snprintf(msg, sizeof(msg), "%d\n", (int)p.pid);
+		if (write(info[1], msg, (size_t)n) != n)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(op[1]);
+	close(info[1]);
+	job *j = &g_job;
+	memset(j, 0, sizeof(*j));
+	j->out_r = op[0];
+	j->in_w = -1;
+	j->done = 1; /* no status pipe here: only output */
+	pid_t bg = job_pid(j, "bg ");
+	char msg[32] = "";
+	assert_true(read(info[0], msg, sizeof(msg) - 1) > 0);
+	close(info[0]);
+	pid_t shim = (pid_t)atoi(msg);
+	assert_true(shim > 0);
+	assert_true(alive(bg));
+	assert_int_equal(kill(runner, SIGKILL), 0);
+	int st;
+	assert_int_equal(waitpid(runner, &st, 0), runner);
+	/* the output pipe reaches EOF when no process of the tree holds it any more */
+	job_end(j);
+	/* the shim was re-parented to us (the subreaper); it exits normally once it has killed and
+	 * reaped its tree (EOF alone can come a moment before the last process is gone) */
+	assert_int_equal(waitpid(shim, &st, 0), shim);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_false(alive(bg));
+}
+
+static void test_kill_races_a_spawner(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	/* the command leaves behind a loop that keeps starting setsid'd sleeps while the shim is
+	 * killing the tree: the shim must go round until nothing is left */
+	const char *argv[] = { "/bin/sh", "-c",
+			       "rm -f ff; mkfifo ff; "
+			       "(i=0; while [ $i -lt 300 ]; do setsid sleep $M & i=$((i+1)); "
+			       "if [ $i = 5 ]; then echo 5 > ff; fi; done) & "
+			       "read x < ff; echo spawning",
+			       NULL };
+	job_start(j, argv, g_env, g_tmp, 0);
+	job_end(j);
+	assert_int_equal(j->r.status, 0);
+	assert_non_null(strstr(j->out, "spawning"));
+	assert_true(j->r.survivors >= 5);
+}
+
 static void test_reap_strays_leaves_own_children(void **state)
 {
 	(void)state;
@@ -669,12 +796,14 @@ static void test_signal_mask_and_dispositions_reset(void **state)
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGINT);
 	sigprocmask(SIG_BLOCK, &set, &old);
-	struct sigaction ign = { .sa_handler = SIG_IGN }, oldint, oldpipe;
+	struct sigaction ign = { .sa_handler = SIG_IGN }, oldint, oldpipe, oldusr2;
 	sigaction(SIGINT, &ign, &oldint);
 	sigaction(SIGPIPE, &ign, &oldpipe);
+	sigaction(SIGUSR2, &ign, &oldusr2);
 	job_run(j, "grep -E '^Sig(Blk|Ign)' /proc/self/status");
 	sigaction(SIGINT, &oldint, NULL);
 	sigaction(SIGPIPE, &oldpipe, NULL);
+	sigaction(SIGUSR2, &oldusr2, NULL);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	assert_string_equal(j->out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
 }
@@ -782,6 +911,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_output_captured, check_clean),
 		cmocka_unit_test_teardown(test_stdin_is_dev_null, check_clean),
 		cmocka_unit_test_teardown(test_only_stdio_inherited, check_clean),
+		cmocka_unit_test_teardown(test_command_leads_its_session, check_clean),
 		cmocka_unit_test_teardown(test_background_job_killed, check_clean),
 		cmocka_unit_test_teardown(test_double_fork, check_clean),
 		cmocka_unit_test_teardown(test_setsid_daemon, check_clean),
@@ -789,6 +919,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_term_reaches_other_sessions, check_clean),
 		cmocka_unit_test_teardown(test_term_ignored_then_kill, check_clean),
 		cmocka_unit_test_teardown(test_step_kills_its_shim, check_clean),
+		cmocka_unit_test_teardown(test_shim_crash_then_reap_strays, check_clean),
+		cmocka_unit_test_teardown(test_runner_dies, check_clean),
+		cmocka_unit_test_teardown(test_kill_races_a_spawner, check_clean),
 		cmocka_unit_test_teardown(test_reap_strays_leaves_own_children, check_clean),
 		cmocka_unit_test_teardown(test_rusage, check_clean),
 		cmocka_unit_test_teardown(test_dir_and_env_exact, check_clean),
