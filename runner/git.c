@@ -25,6 +25,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -352,6 +353,15 @@ static int on_credentials(git_credential **out, const char *url, const char *use
 	const char *shown = c->src->shown;
 	if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) {
 		const char *token = getenv("RUNNER_GIT_TOKEN");
+		char *pw = url_password(c->src->fetch_url);
+		int url_has_password = pw != NULL;
+		free(pw);
+		if ((!token || !*token) && url_has_password) {
+			snprintf(c->auth_msg, sizeof(c->auth_msg),
+				 "authentication failed for %s: the server refused the password in the URL", shown);
+			git_error_set_str(GIT_ERROR_NET, c->auth_msg);
+			return GIT_EAUTH;
+		}
 		if (!token || !*token) {
 			snprintf(c->auth_msg, sizeof(c->auth_msg),
 				 "authentication required by %s: set RUNNER_GIT_TOKEN (a token used as the password)", shown);
@@ -502,6 +512,7 @@ static int fetch_from(git_repository *repo, const char *url, const char *const *
 	for (size_t i = 0; i < nspecs && i < 4; i++)
 		v[arr.count++] = (char *)(uintptr_t)specs[i];
 	c->line_shown = 0;
+	c->last = 0; /* the first progress call shows the line at once */
 	c->auth_msg[0] = '\0';
 	err = git_remote_fetch(remote, &arr, &fo, "fetch");
 	if (err < 0) {

@@ -487,19 +487,25 @@ static void shim_count(struct shim_state *s, pid_t pid)
 	for (size_t i = 0; i < s->nseen; i++)
 		if (s->seen[i] == pid)
 			return;
-	if (s->nseen < SEEN_MAX)
+	if (s->nseen < SEEN_MAX) { /* beyond that the count stays at SEEN_MAX */
 		s->seen[s->nseen++] = pid;
-	s->survivors++;
+		s->survivors++;
+	}
 }
 
-/* SIGTERM to the command's process group and to every process of the tree. */
+/* SIGTERM to the command's process group and to every process of the tree, then SIGCONT so
+ * that stopped processes can act on it (as systemd does). */
 static void shim_term(struct shim_state *s)
 {
 	if (!s->cmd_done)
 		kill(-s->cmd, SIGTERM);
 	size_t n = walk_tree(s->self, 1, s->c->children_file, g_tree, TREE_MAX);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		kill(g_tree[i], SIGTERM);
+		kill(g_tree[i], SIGCONT);
+	}
+	if (!s->cmd_done)
+		kill(-s->cmd, SIGCONT);
 }
 
 /* SIGKILL every process of the tree and reap, until no child is left. Orphans come back to us
@@ -510,6 +516,8 @@ static void shim_kill_all(struct shim_state *s)
 		if (!shim_reap(s))
 			return;
 		size_t n = walk_tree(s->self, 1, s->c->children_file, g_tree, TREE_MAX);
+		if (n == 0 && s->c->children_file) /* children left, none listed: ask /proc the slow way */
+			n = walk_tree(s->self, 1, 0, g_tree, TREE_MAX);
 		if (!s->cmd_done)
 			kill(-s->cmd, SIGKILL);
 		for (size_t i = 0; i < n; i++) {
@@ -673,6 +681,9 @@ static int children_file(void)
 
 int rn_proc_init(void)
 {
+	/* without /proc the tree cannot be found (and so not killed): refuse to run steps */
+	if (access("/proc/self/stat", R_OK) < 0)
+		return rn_error_errno("rn_proc_init: /proc is not usable");
 	children_file();
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		return rn_error_errno("prctl(PR_SET_CHILD_SUBREAPER)");
@@ -869,6 +880,7 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 	}
 	struct report rep;
 	size_t got = 0;
+	memset(&rep, 0, sizeof(rep));
 	if (p->status_fd >= 0) {
 		while (got < sizeof(rep)) {
 			ssize_t k = read(p->status_fd, (char *)&rep + got, sizeof(rep) - got);

@@ -54,7 +54,8 @@ typedef struct rn_proc_result {
 	double user_s;    /* CPU time of the whole tree, user */
 	double sys_s;     /* CPU time of the whole tree, system */
 	long maxrss_kb;   /* peak RSS of the largest process of the tree */
-	int survivors;    /* processes of the tree that were still alive when the command exited */
+	int survivors;    /* processes of the tree that were still alive when the command exited
+	                   * (when it was killed: besides the command); counted up to 1024 */
 	int fail_stage;   /* with exec_errno: which step of starting failed (enum rn_proc_fail) */
 } rn_proc_result;
 
@@ -67,13 +68,14 @@ enum rn_proc_fail {
 };
 
 /* Make the calling process a child subreaper (once, at start-up): orphans of a crashed shim
- * come back to us. 0 or RN_EIO. */
+ * come back to us. 0 or RN_EIO (also when /proc is not mounted: the tree could not be found). */
 int rn_proc_init(void);
 /* Start the command under a shim. On success p->pid and p->status_fd are set (status_fd is
  * O_CLOEXEC|O_NONBLOCK, owned by p) and 0 is returned once the command was exec'd or failed to
  * (exec failure is reported in the result, not here). <0 with rn_error_last() if fork failed. */
 int rn_proc_start(rn_proc *p, const rn_proc_opts *o);
-/* Ask the tree to stop: SIGTERM to every process of it (via the shim). */
+/* Ask the tree to stop: SIGTERM (then SIGCONT, for stopped ones) to every process of it (via
+ * the shim). */
 void rn_proc_term(rn_proc *p);
 /* Kill the tree now: SIGKILL to every process of it (via the shim). */
 void rn_proc_kill(rn_proc *p);

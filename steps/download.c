@@ -1,6 +1,6 @@
 /* download.c - the download step: extract an artifact from the store into a directory. */
 #include "step.h"
-#include "archive.h"
+#include "archiver.h"
 #include "error.h"
 #include "schema.h"
 #include "util.h"

@@ -1,7 +1,7 @@
 /* package.c - the package step: archive files into a named artifact in the artifact store
  * ($RUNNER_ARTIFACTS/NAME.FORMAT plus NAME.json with format, size, sha256 and file count). */
 #include "step.h"
-#include "archive.h"
+#include "archiver.h"
 #include "error.h"
 #include "schema.h"
 #include "util.h"

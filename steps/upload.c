@@ -7,7 +7,7 @@
  *     and says where it is (an agent sends it to its server).
  * Header values may hold secrets: they are never printed. */
 #include "step.h"
-#include "archive.h"
+#include "archiver.h"
 #include "error.h"
 #include "http.h"
 #include "schema.h"

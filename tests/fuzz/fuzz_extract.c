@@ -2,7 +2,7 @@
  * format. It is extracted into a fresh directory, and then nothing may exist beside that
  * directory, no symlink in it may resolve outside it, no device or fifo may be in it, and no
  * file in it may have a hard link outside it. */
-#include "archive.h"
+#include "archiver.h"
 #include "error.h"
 #include "util.h"
 

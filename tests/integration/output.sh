@@ -207,6 +207,63 @@ only *** here") ;;
 	esac
 }
 
+# Secrets at the 64 KiB boundaries of reads and of long-line pieces are still masked.
+t_mask_long_lines() {
+	local S=LongSecret-1234
+	workflow <<'EOF'
+jobs:
+  j:
+    steps:
+      - name: long
+        env:
+          S: ${{ secrets.L }}
+        run: |
+          python3 - <<'PY'
+          import os, sys
+          s = os.environ["S"]
+          w = sys.stdout.write
+          w("a" * 65530 + s + "b" * 10 + "\n")
+          w("c" * 65536 + s + "\n")
+          w("d" * 131065 + s + "\n")
+          w("e" * (65536 - 7) + s)
+          PY
+EOF
+	run run --secret "L=$S" --json p.yml
+	expect_rc 0
+	expect_not_leaked "$S"
+	python3 - "$(step_log j 0)" >"$T/check" 2>&1 <<'EOF'
+import sys
+got = open(sys.argv[1], "rb").read()
+want = (b"a" * 65530 + b"***" + b"b" * 10 + b"\n" + b"c" * 65536 + b"***\n" + b"d" * 131065 + b"***\n"
+        + b"e" * (65536 - 7) + b"***")
+if got.rstrip(b"\n") != want:
+    print("log: %d bytes, expected %d; first difference at %d" % (len(got), len(want),
+          next((i for i, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))))
+EOF
+	[ -s "$T/check" ] && fail "$(cat "$T/check")"
+}
+
+# A secret that is also a matrix value: job instance names, summary.json and the names of the
+# log files must not show it.
+t_mask_matrix_value() {
+	local S=MatrixSecret-77
+	workflow <<'EOF'
+jobs:
+  b:
+    matrix:
+      v: [MatrixSecret-77, plain-value]
+    steps:
+      - run: echo "value ${{ matrix.v }}"
+EOF
+	run run --secret "M=$S" --json --junit "$T/junit.xml" p.yml
+	expect_rc 0
+	expect_not_leaked "$S" "$T/junit.xml"
+	local named
+	named=$(find "$T/.runner" -name "*$S*" 2>/dev/null | head -n 3)
+	[ -z "$named" ] || fail "file names under .runner show the secret: ${named//"$T"\//}"
+	expect_grep '"line":"value \*\*\*"' "$T/out"
+}
+
 t_short_secret_refused() {
 	workflow <<EOF
 jobs:
@@ -568,6 +625,11 @@ jobs:
           while time.process_time() - t < 0.4:
               pass
           PY
+      - name: hog
+        run: |
+          python3 -c 'b = b"x" * (150 * 2**20); print(len(b))'
+      - name: sleeper
+        run: sleep 0.5; echo slept
       - name: failer
         continue-on-error: true
         run: |
@@ -588,7 +650,7 @@ d = json.load(open(sys.argv[1]))
 if d.get("status") != "success":
     p.append("run status %r" % d.get("status"))
 steps = d["jobs"][0]["steps"]
-if len(steps) != 3:
+if len(steps) != 5:
     p.append("%d steps" % len(steps))
 for s in steps:
     for k, t in (("status", str), ("exit_code", int), ("attempts", int), ("duration_ms", int),
@@ -599,7 +661,15 @@ for s in steps:
         p.append("step %s: max_rss_kb %r" % (s.get("name"), s["max_rss_kb"]))
     if s.get("attempts") != 1:
         p.append("step %s: attempts %r" % (s.get("name"), s.get("attempts")))
-want = [("success", 0), ("success", 0), ("failure", 5)]
+want = [("success", 0), ("success", 0), ("success", 0), ("success", 0), ("failure", 5)]
+for s in steps:
+    if not (isinstance(s.get("started_at"), str) and s["started_at"][:2] == "20"):
+        p.append("step %s: started_at %r" % (s.get("name"), s.get("started_at")))
+by = {s.get("name"): s for s in steps}
+if by.get("hog", {}).get("max_rss_kb", 0) < 150 * 1024:
+    p.append("hog (150 MiB): max_rss_kb %r" % by.get("hog", {}).get("max_rss_kb"))
+if not 500 <= by.get("sleeper", {}).get("duration_ms", 0) < 30000:
+    p.append("sleeper (sleep 0.5): duration_ms %r" % by.get("sleeper", {}).get("duration_ms"))
 got = [(s.get("status"), s.get("exit_code")) for s in steps]
 if got != want:
     p.append("statuses/exit codes %r, expected %r" % (got, want))
@@ -628,6 +698,8 @@ add "base64 forms of a secret are masked" t_mask_base64
 add "URL-encoded forms of a secret are masked" t_mask_url_encoded
 add "secret inside multi-line output: masked, lines kept" t_mask_multiline_output
 add "each line of a multi-line secret is masked" t_mask_multiline_secret
+add "secret at 64 KiB read and line-piece boundaries is masked" t_mask_long_lines
+add "secret that is a matrix value: not in job names, summary.json, log file names" t_mask_matrix_value
 add "secrets under 4 characters are refused (exit 2)" t_short_secret_refused
 add "a secret reaches a step only where referenced; RUNNER_SECRET_* not in env" t_secret_only_where_referenced
 add "--secret-file (dotenv) values reach the step and are masked" t_secret_file
@@ -637,5 +709,5 @@ add "1 GiB of output: runner RSS < 32 MiB, log size exact" t_one_gigabyte
 add "--json: every line parses, events and statuses right" t_json_events
 add "--junit: valid XML, right testcases and failure count" t_junit
 add "--no-color and NO_COLOR: no escape codes" t_no_color
-add "--log-dir: per-step logs and summary.json with status, exit code, attempts, CPU, RSS" t_log_dir
+add "--log-dir: per-step logs and summary.json with status, exit code, attempts, time, CPU, RSS" t_log_dir
 run_all

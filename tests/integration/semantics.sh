@@ -189,6 +189,7 @@ jobs:
       - run: |
           old=$(cat "@T@/temp-first")
           if [ -e "$old/left-by-first" ]; then echo present; else echo gone; fi > "@T@/first-file"
+          if [ -d "$old" ] && [ "$old" != "$RUNNER_TEMP" ]; then echo "$old" > "@T@/lingering"; fi
           ls -A "$RUNNER_TEMP" > "@T@/second-temp-content"
 EOF
 	run run p.yml
@@ -211,6 +212,7 @@ EOF
 	expect_eq "RUNNER_TEMP is a writable directory" "$(cat "$T/temp-is-dir" 2>/dev/null)" yes
 	expect_eq "a file of the first job's RUNNER_TEMP, seen from the next job" "$(cat "$T/first-file" 2>/dev/null)" gone
 	expect_no_grep 'left-by-first' "$T/second-temp-content"
+	expect_no_file "$T/lingering"
 	want=$(cat "$T/temp-first" 2>/dev/null)
 	[ -n "$want" ] && [ -e "$want" ] && fail "RUNNER_TEMP $want still exists after the run"
 	return 0
@@ -524,6 +526,29 @@ EOF
 	expect_rc 0
 	expect_no_file "$T/overlap"
 	expect_eq "instances run" "$(sort "$T/ran" 2>/dev/null | tr '\n' ' ')" "1 2 3 4 "
+}
+
+# needs: on a matrix job waits for every instance.
+t_needs_matrix() {
+	workflow <<'EOF'
+jobs:
+  build:
+    matrix:
+      n: [1, 2, 3]
+    steps:
+      - name: build-step
+        run: |
+          sleep 0.$(( ${{ matrix.n }} * 2 ))
+          touch "@T@/built-${{ matrix.n }}"
+  use:
+    needs: build
+    steps:
+      - run: ls "@T@" | grep '^built-' | tr '\n' ' ' > "@T@/seen"
+EOF
+	run run -j 4 p.yml
+	expect_rc 0
+	expect_eq "instances done when the dependent job started" "$(cat "$T/seen" 2>/dev/null)" "built-1 built-2 built-3 "
+	expect_eq "instance name" "$(job_status "build (2)")" success
 }
 
 # ---- scheduling -------------------------------------------------------------------------------
@@ -906,6 +931,7 @@ add "job retry: 1 re-runs the job from step 1 in a new RUNNER_TEMP" t_job_retry
 add "matrix fail-fast: true cancels a running sibling quickly" t_fail_fast
 add "matrix fail-fast: false lets siblings finish" t_no_fail_fast
 add "matrix max-parallel: 1 never overlaps" t_max_parallel
+add "needs: on a matrix job waits for all its instances" t_needs_matrix
 add "-j 1 runs one job at a time" t_j1_serial
 add "-j 2 runs two jobs at once" t_j2_parallel
 add "after a failure: running jobs finish, unstarted independent jobs skipped" t_stop_after_failure

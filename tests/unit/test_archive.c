@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "archive.h"
+#include "archiver.h"
 #include "error.h"
 #include "util.h"
 
@@ -176,7 +176,7 @@ static void round_trip(fixture *f, const char *format)
 	if (rc != 0)
 		fail_msg("create %s: %d %s", format, rc, rn_error_last());
 	/* every entry, directories included */
-	assert_int_equal(info.files, RN_ARRAY_LEN(tree_entries));
+	assert_int_equal(info.entries, RN_ARRAY_LEN(tree_entries));
 	struct stat st;
 	assert_int_equal(stat(out, &st), 0);
 	assert_int_equal(info.bytes, (uint64_t)st.st_size);
@@ -253,7 +253,7 @@ static void test_exclude(void **state)
 	const char *exc[] = { "**/*.log", "dir/nested", "big.bin" };
 	rn_archive_info info;
 	assert_int_equal(rn_archive_create(out, "tar.gz", f->src, inc, 1, exc, 3, &info), 0);
-	assert_int_equal(info.files, RN_ARRAY_LEN(tree_entries) - 6);
+	assert_int_equal(info.entries, RN_ARRAY_LEN(tree_entries) - 6);
 	assert_int_equal(rn_archive_extract(out, dest), 0);
 	char *p = path_join(dest, "skip.log");
 	assert_false(exists(p));
@@ -271,7 +271,7 @@ static void test_exclude(void **state)
 	char *out2 = path_join(f->base, "sub.zip"), *dest2 = path_join(f->base, "dest-sub");
 	const char *inc2[] = { "dir/**/*.txt", "run.sh" };
 	assert_int_equal(rn_archive_create(out2, "zip", f->src, inc2, 2, NULL, 0, &info), 0);
-	assert_int_equal(info.files, 3);
+	assert_int_equal(info.entries, 3);
 	assert_int_equal(rn_archive_extract(out2, dest2), 0);
 	same_entry(f->src, dest2, "dir/nested/deep/file.txt", 0);
 	same_entry(f->src, dest2, "run.sh", 1);
@@ -335,10 +335,10 @@ static void test_create_inside_root(void **state)
 	const char *inc[] = { "**" };
 	rn_archive_info info;
 	assert_int_equal(rn_archive_create(out, "tar.zst", f->src, inc, 1, NULL, 0, &info), 0);
-	assert_int_equal(info.files, RN_ARRAY_LEN(tree_entries));
+	assert_int_equal(info.entries, RN_ARRAY_LEN(tree_entries));
 	/* a second run replaces it, again without archiving the old one */
 	assert_int_equal(rn_archive_create(out, "tar.zst", f->src, inc, 1, NULL, 0, &info), 0);
-	assert_int_equal(info.files, RN_ARRAY_LEN(tree_entries));
+	assert_int_equal(info.entries, RN_ARRAY_LEN(tree_entries));
 	assert_int_equal(rn_archive_extract(out, dest), 0);
 	assert_no_leftovers(dest, "self");
 	assert_no_leftovers(f->src, "self.tar.zst.tmp");

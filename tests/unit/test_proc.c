@@ -548,6 +548,41 @@ static void test_term_ends_sleep_with_143(void **state)
 	assert_int_equal(j->r.signal, SIGTERM);
 }
 
+/* Wait until pid is stopped (state T), polling /proc: the event has no file descriptor. */
+static void wait_stopped(pid_t pid)
+{
+	for (int64_t end = now_ms() + SAFETY_MS; now_ms() < end;) {
+		char path[64], buf[512];
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		FILE *f = fopen(path, "re");
+		assert_non_null(f);
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		const char *e = strrchr(buf, ')');
+		if (e && e[2] == 'T')
+			return;
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	fail_msg("process %d never stopped", (int)pid);
+}
+
+static void test_term_reaches_stopped_process(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_sh(j, "echo pid $$; kill -STOP $$; echo continued-without-term", 0);
+	pid_t cmd = job_pid(j, "pid ");
+	wait_stopped(cmd);
+	rn_proc_term(&j->p); /* TERM alone would wait for a SIGCONT that never comes */
+	job_end(j);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 143);
+	assert_int_equal(j->r.signal, SIGTERM);
+	assert_null(strstr(j->out, "continued"));
+}
+
 static void test_term_reaches_other_sessions(void **state)
 {
 	(void)state;
@@ -916,6 +951,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_double_fork, check_clean),
 		cmocka_unit_test_teardown(test_setsid_daemon, check_clean),
 		cmocka_unit_test_teardown(test_term_ends_sleep_with_143, check_clean),
+		cmocka_unit_test_teardown(test_term_reaches_stopped_process, check_clean),
 		cmocka_unit_test_teardown(test_term_reaches_other_sessions, check_clean),
 		cmocka_unit_test_teardown(test_term_ignored_then_kill, check_clean),
 		cmocka_unit_test_teardown(test_step_kills_its_shim, check_clean),

@@ -1,13 +1,14 @@
-/* archive.h - artifact archives with libarchive: streaming creation and safe extraction. */
-#ifndef RN_ARCHIVE_H
-#define RN_ARCHIVE_H
+/* archiver.h - artifact archives with libarchive: streaming creation and safe extraction. */
+#ifndef RN_ARCHIVER_H
+#define RN_ARCHIVER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct rn_archive_info {
 	uint64_t bytes;   /* size of the archive file */
-	uint64_t files;   /* entries written */
+	uint64_t files;   /* files written (entries that are not directories) */
+	uint64_t entries; /* all entries written, directories included */
 	char sha256[65];  /* hex digest of the archive file */
 } rn_archive_info;
 
