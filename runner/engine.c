@@ -257,11 +257,19 @@ static void steprun_free(steprun *s)
 	free(s);
 }
 
+static char *masked(engine *e, const char *s)
+{
+	return e->o->masker ? rn_mask_str(e->o->masker, s) : rn_xstrdup(s);
+}
+
 static char *log_path_for(engine *e, jobrun *j, const char *step_name)
 {
 	if (!e->o->log_dir)
 		return NULL;
-	char *js = slug(j->g->name), *ss = slug(step_name);
+	/* names may hold secrets (a matrix value, an expanded step name): file names are masked */
+	char *mj = masked(e, j->g->name);
+	char *js = slug(mj), *ss = slug(step_name);
+	free(mj);
 	char *dir = j->attempt > 1 ? rn_xasprintf("%s/%s/attempt-%d", e->o->log_dir, js, j->attempt)
 				   : rn_xasprintf("%s/%s", e->o->log_dir, js);
 	char *p = j->step_attempt > 1 ? rn_xasprintf("%s/%02zu-%s.attempt-%d.log", dir, j->step + 1, ss, j->step_attempt)
@@ -270,11 +278,6 @@ static char *log_path_for(engine *e, jobrun *j, const char *step_name)
 	free(ss);
 	free(dir);
 	return p;
-}
-
-static char *masked(engine *e, const char *s)
-{
-	return e->o->masker ? rn_mask_str(e->o->masker, s) : rn_xstrdup(s);
 }
 
 static void step_event(engine *e, jobrun *j, steprun *s, rn_event *ev)

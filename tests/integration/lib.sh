@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh - shared helpers of the integration tests (sourced by tests/integration/*.sh).
 #
 # A test file sources this with the runner binary as $1, registers its subtests with
@@ -17,6 +18,9 @@
 #                      in RC; a safety timeout of $RNIT_TIMEOUT (default 120) seconds
 #   start_bg ARGS...   the same in the background (SIGINT/SIGQUIT at their defaults); pid in RPID
 #   wait_bg SECONDS    wait for it; its status in RC (fails the subtest and kills it on timeout)
+# With CHECK_RUNNER_TEMP=1 (set by the test file after sourcing this), the runner's TMPDIR is a
+# directory of the subtest and the subtest fails if a RUNNER_TEMP (runner-job-*) is left in it
+# (a subtest that knows it cannot be cleaned up, e.g. after SIGKILL, sets _temp_left_ok=1).
 # Everything a subtest starts is killed when it ends (processes whose command line contains its
 # MARK, by pid) and the whole temporary tree is removed when the file ends (RNIT_KEEP=1 keeps it).
 set -u
@@ -69,10 +73,10 @@ kill_marked() {
 }
 
 # Fails the subtest if a process whose command line contains MARKER (default: $MARK) is alive.
-# Waits up to 3 s for processes that are already being killed (SIGKILL is asynchronous).
+# Waits up to 5 s for processes that are already being killed (SIGKILL is asynchronous).
 no_leftover() {
 	local m=${1:-$MARK} i left
-	for i in $(seq 60); do
+	for i in $(seq 100); do
 		left=$(marked_pids "$m")
 		[ -z "$left" ] && return 0
 		sleep 0.05
@@ -133,7 +137,7 @@ wait_bg() {
 		fi
 		sleep 0.05
 	done
-	wait "$RPID"
+	wait "$RPID" 2>/dev/null # (no "Killed" job notice on stderr)
 	RC=$?
 	RPID=
 	return 0
@@ -183,6 +187,7 @@ workflow() {
 }
 
 # The summary.json of the run (the only one under $T/.runner/logs, or $1/summary.json).
+# shellcheck disable=SC2120
 summary() {
 	if [ $# -gt 0 ]; then
 		echo "$1/summary.json"
@@ -304,7 +309,7 @@ run_all() {
 	echo "1..$n"
 	for ((i = 0; i < n; i++)); do
 		local num=$((i + 1)) name=${_names[$i]}
-		_failed=0 _skip= _diag=() RPID= RC=
+		_failed=0 _skip='' _diag=() RPID='' RC=
 		if [ -n "$only" ] && [[ " $only " != *" $num "* ]]; then
 			echo "ok $num - $name # SKIP not selected"
 			continue
@@ -314,6 +319,11 @@ run_all() {
 		SLEEPER=$BIN/$MARK
 		ln -s "$SLEEP_BIN" "$SLEEPER"
 		t0=$(now)
+		_temp_left_ok=
+		if [ -n "${CHECK_RUNNER_TEMP:-}" ]; then
+			export TMPDIR=$ROOT/tmp
+			mkdir -p "$TMPDIR"
+		fi
 		cd "$T" || exit 1
 		"${_funcs[$i]}"
 		cd "$ROOT" || exit 1
@@ -323,6 +333,14 @@ run_all() {
 			RPID=
 		fi
 		kill_marked "$MARK"
+		if [ -n "${CHECK_RUNNER_TEMP:-}" ]; then
+			local left
+			left=$(find "$TMPDIR" -mindepth 1 -maxdepth 1 -name 'runner-job-*' 2>/dev/null)
+			if [ -n "$left" ] && [ -z "$_temp_left_ok" ]; then
+				fail "RUNNER_TEMP directories left behind after the run:" $left
+			fi
+			rm -rf "$TMPDIR"
+		fi
 		ms=$(elapsed_ms "$t0" "$(now)")
 		if [ -n "$_skip" ] && [ "$_failed" = 0 ]; then
 			echo "ok $num - $name # SKIP $_skip"

@@ -3,6 +3,7 @@
 # item). Real runner, real child processes. TAP output; see lib.sh.
 #   processes.sh RUNNER_BINARY
 . "$(dirname "$0")/lib.sh"
+CHECK_RUNNER_TEMP=1
 
 # A step that leaves something behind; the next step of the job looks for it while the runner
 # still runs (the tree must be gone when its step ends, not only when the runner exits).
@@ -360,6 +361,80 @@ EOF
 	no_leftover
 }
 
+# A step that closes its output and keeps running is not over until its process exits.
+t_closed_output_still_running() {
+	workflow <<'EOF'
+jobs:
+  j:
+    steps:
+      - name: quiet-worker
+        run: |
+          exec >/dev/null 2>&1 </dev/null
+          sleep 1
+          touch "@T@/worker-done"
+      - name: next
+        run: |
+          if [ -e "@T@/worker-done" ]; then echo ok > "@T@/seen"; else echo too-early > "@T@/seen"; fi
+EOF
+	run run p.yml
+	expect_rc 0
+	expect_eq "the next step saw the end of the worker" "$(cat "$T/seen" 2>/dev/null)" ok
+	expect_ge "duration_ms of the worker" "$(step_field j 0 duration_ms)" 950
+}
+
+# Thousands of short-lived orphans are reaped; the step and the run end normally.
+t_orphan_storm() {
+	workflow <<'EOF'
+jobs:
+  j:
+    steps:
+      - name: storm
+        run: |
+          i=0; while [ $i -lt 1000 ]; do ( true & ) ; i=$((i+1)); done
+          '@SLEEPER@' 1000 &
+          # the orphans are re-parented to the step's supervisor ($PPID), which reaps them
+          n=0
+          while :; do
+            z=$(ps -eo stat=,ppid= | awk -v p=$PPID '$1 ~ /^Z/ && $2 == p' | wc -l)
+            [ "$z" -eq 0 ] && break
+            n=$((n+1)); [ $n -gt 400 ] && break
+            sleep 0.05
+          done
+          echo "zombies=$z"
+          echo storm-done
+EOF
+	run run p.yml
+	expect_rc 0
+	expect_grep 'storm-done' "$T/out"
+	expect_grep 'zombies=0$' "$T/out"
+	no_leftover
+}
+
+# The runner killed with SIGKILL (no chance to clean up): the step trees die with it.
+t_runner_sigkill() {
+	workflow <<'EOF'
+jobs:
+  j:
+    steps:
+      - run: |
+          '@SLEEPER@' 1000 &
+          ( setsid '@SLEEPER@' 1000 & ) &
+          touch "@T@/started"
+          '@SLEEPER@' 1000
+EOF
+	start_bg run p.yml
+	if ! wait_for 60 test -e "$T/started"; then
+		fail "the step did not start"
+		return
+	fi
+	# the processes exist before the kill (else the check below proves nothing)
+	wait_for 30 eval '[ "$(marked_pids "$MARK" | wc -l)" -ge 3 ]' || note "fewer than 3 step processes seen before the kill"
+	kill -KILL "$RPID"
+	wait_bg 30
+	no_leftover
+	_temp_left_ok=1 # nobody is left to remove the job's RUNNER_TEMP
+}
+
 add "background job of a step is killed when the step ends" t_background
 add "double-forked process is killed when the step ends" t_double_fork
 add "setsid() daemon is killed when the step ends" t_setsid
@@ -375,4 +450,7 @@ add "step that kills its own supervisor: its processes die, run ends" t_step_kil
 add "stdin of a step is /dev/null" t_stdin_devnull
 add "each step runs in its own session" t_own_session
 add "a timeout kills only its own step's tree" t_timeout_is_per_tree
+add "a step that closed its output runs until its process exits" t_closed_output_still_running
+add "1000 short-lived orphans: reaped while the step runs, step ends normally" t_orphan_storm
+add "runner killed with SIGKILL: the step trees die with it" t_runner_sigkill
 run_all

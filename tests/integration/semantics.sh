@@ -4,6 +4,7 @@
 # working directories, artifacts. TAP output; see lib.sh.
 #   semantics.sh RUNNER_BINARY
 . "$(dirname "$0")/lib.sh"
+CHECK_RUNNER_TEMP=1
 
 # ---- outputs and environment ------------------------------------------------------------------
 
