@@ -143,7 +143,7 @@ int rn_local_run(const rn_local_opts *o)
 		rc = rn_graph_build(&g, p, &d);
 	rn_diags_print(&d, stderr);
 	if (rc < 0) {
-		exit_code = rc == RN_EINVALID || rc == RN_ENOTFOUND ? EXIT_USAGE : EXIT_INFRA;
+		exit_code = rc == RN_EINVALID || rc == RN_ENOTFOUND || rc == RN_ETOOBIG ? EXIT_USAGE : EXIT_INFRA;
 		goto done;
 	}
 	if (rn_graph_select(&g, o->jobs, o->njobs) < 0) {

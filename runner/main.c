@@ -115,9 +115,11 @@ static int cmd_validate(int argc, char **argv)
 			printf("%s: OK (%zu job%s)\n", argv[i], p->njobs, p->njobs == 1 ? "" : "s");
 			fflush(stdout);
 		} else {
-			worst = rc == RN_EINVALID || worst == EXIT_USAGE ? EXIT_USAGE : EXIT_INFRA;
-			if (rc == RN_ENOTFOUND)
-				worst = EXIT_USAGE;
+			/* a workflow that is missing, too large or invalid is the user's to fix (2);
+			 * anything else (I/O) is infrastructure (3) */
+			int code = rc == RN_EINVALID || rc == RN_ENOTFOUND || rc == RN_ETOOBIG ? EXIT_USAGE : EXIT_INFRA;
+			if (worst != EXIT_USAGE)
+				worst = code;
 		}
 		rn_diags_free(&d);
 		rn_pipeline_free(p);
@@ -178,7 +180,7 @@ static int cmd_graph(int argc, char **argv)
 		lr = rn_graph_build(&g, p, &d);
 	rn_diags_print(&d, stderr);
 	if (lr < 0) {
-		rc = lr == RN_EINVALID || lr == RN_ENOTFOUND ? EXIT_USAGE : EXIT_INFRA;
+		rc = lr == RN_EINVALID || lr == RN_ENOTFOUND || lr == RN_ETOOBIG ? EXIT_USAGE : EXIT_INFRA;
 	} else if (rn_graph_select(&g, jobs, njobs) < 0) {
 		fprintf(stderr, "runner graph: %s\n", rn_error_last());
 		rc = EXIT_USAGE;

@@ -152,6 +152,12 @@ int rn_read_file(char **out, size_t *len, const char *path, size_t max)
 	if (fd < 0)
 		return errno == ENOENT ? (rn_error_errno("%s", path), RN_ENOTFOUND)
 				       : rn_error_errno("%s", path);
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max) {
+		close(fd);
+		rn_error_set("%s: file is larger than %zu bytes", path, max);
+		return RN_ETOOBIG;
+	}
 	size_t cap = 4096, n = 0;
 	char *buf = rn_xmalloc(cap + 1);
 	for (;;) {
