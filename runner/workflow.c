@@ -697,9 +697,17 @@ static void check_graph(wctx *c)
 			size_t from = sp;
 			while (from > 0 && stack[from - 1] != w)
 				from--;
-			for (size_t q = from - 1; q < sp; q++)
-				rn_buf_printf(&msg, "%s -> ", p->jobs[stack[q]].id);
-			rn_buf_puts(&msg, p->jobs[w].id);
+			/* stack[from-1] is w; a long cycle shows its first and last jobs and a count */
+			size_t len = sp - (from - 1);
+			for (size_t q = from - 1; q < sp; q++) {
+				if (len > 12 && q - (from - 1) == 8) {
+					rn_buf_printf(&msg, "... (%zu more) -> ", len - 11);
+					q = sp - 4;
+					continue;
+				}
+				rn_buf_printf(&msg, "%.200s -> ", p->jobs[stack[q]].id);
+			}
+			rn_buf_printf(&msg, "%.200s", p->jobs[w].id);
 			rn_diag_error(c->d, j->needs.pos[k].line, j->needs.pos[k].col, "dependency cycle: %s",
 				      rn_buf_cstr(&msg));
 			rn_buf_free(&msg);
