@@ -321,13 +321,7 @@ int rn_archive_create(const char *out_path, const char *format, const char *root
 		rn_error_set("no files matched: no include patterns");
 		return RN_ENOTFOUND;
 	}
-	for (size_t i = 0; i < ninclude; i++)
-		if ((rc = rn_glob_check(include[i])) < 0)
-			return rc;
-	for (size_t i = 0; i < nexclude; i++)
-		if ((rc = rn_glob_check(exclude[i])) < 0)
-			return rc;
-
+	/* the patterns are checked by rn_glob_walk before it reads anything */
 	c.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c.rootfd < 0) {
 		rc = rn_error_errno("open directory %s", root);

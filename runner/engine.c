@@ -1143,7 +1143,8 @@ int rn_engine_run(const rn_engine_opts *o, rn_engine_result *res)
 		rc = RN_ERROR;
 		goto out;
 	}
-	rn_proc_init();
+	if (rn_proc_init() < 0)
+		message(&e, NULL, "%s: orphans of a crashed step supervisor may escape", rn_error_last());
 	rn_event ev = { .type = RN_EV_RUN_STARTED, .step_index = -1, .started_ms = rn_wall_ms(),
 			.njobs = (int)e.nselected };
 	int64_t run_start = rn_now_ms();

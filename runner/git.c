@@ -1014,6 +1014,56 @@ static void set_origin_head(git_repository *repo, git_repository *mr)
 	git_error_clear();
 }
 
+static int tree_has_attributes(const char *root, const git_tree_entry *e, void *payload)
+{
+	(void)root;
+	if (strcmp(git_tree_entry_name(e), ".gitattributes") == 0) {
+		*(int *)payload = 1;
+		return -1; /* stop the walk */
+	}
+	return 0;
+}
+
+static int file_readable(const char *path)
+{
+	return path && access(path, R_OK) == 0;
+}
+
+/* 1 if checking tree out into repo may need a filter (CRLF, ident, ...): core.autocrlf=true or
+ * any attributes (a .gitattributes in the tree, core.attributesFile, the global or system
+ * attributes file). Without, libgit2's per-file attribute lookups (two realpath() calls and
+ * several stat()s per file, more than half of a checkout's time) change nothing and are
+ * skipped. */
+static int needs_filters(git_repository *repo, git_tree *tree)
+{
+	git_config *cfg = NULL;
+	int need = 0;
+	const char *v = NULL;
+	if (git_repository_config_snapshot(&cfg, repo) < 0) {
+		git_error_clear();
+		return 1;
+	}
+	if (git_config_get_string(&v, cfg, "core.autocrlf") == 0 &&
+	    (strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 || strcasecmp(v, "on") == 0 || strcmp(v, "1") == 0))
+		need = 1;
+	git_buf file = { NULL, 0, 0 };
+	if (!need && git_config_get_path(&file, cfg, "core.attributesFile") == 0 && file_readable(file.ptr))
+		need = 1;
+	git_buf_dispose(&file);
+	git_config_free(cfg);
+	git_error_clear();
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	char *global = xdg && *xdg ? rn_xasprintf("%s/git/attributes", xdg)
+				   : home && *home ? rn_xasprintf("%s/.config/git/attributes", home) : NULL;
+	if (!need && (file_readable(global) || file_readable("/etc/gitattributes")))
+		need = 1;
+	free(global);
+	if (!need && git_tree_walk(tree, GIT_TREEWALK_PRE, tree_has_attributes, &need) < 0 && !need)
+		need = 1; /* the walk failed: be safe */
+	git_error_clear();
+	return need;
+}
+
 static const char spec_origin[] = "+refs/heads/*:refs/remotes/origin/*";
 
 /* Fill repo (fresh) from the mirror with `origin` = origin_url, and check out oid, detached. */
@@ -1040,12 +1090,22 @@ static int fill_from_mirror(git_repository *repo, git_repository *mr, const char
 		return rc;
 	set_origin_head(repo, mr);
 	git_commit *commit = NULL;
+	git_tree *tree = NULL;
 	git_checkout_options co;
 	git_checkout_options_init(&co, GIT_CHECKOUT_OPTIONS_VERSION);
 	co.checkout_strategy = GIT_CHECKOUT_FORCE;
-	if (git_commit_lookup(&commit, repo, oid) < 0 || git_checkout_tree(repo, (git_object *)commit, &co) < 0 ||
-	    git_repository_set_head_detached(repo, oid) < 0)
+	int err = git_commit_lookup(&commit, repo, oid);
+	if (err == 0)
+		err = git_commit_tree(&tree, commit);
+	if (err == 0) {
+		co.disable_filters = !needs_filters(repo, tree);
+		err = git_checkout_tree(repo, (git_object *)tree, &co);
+	}
+	if (err == 0)
+		err = git_repository_set_head_detached(repo, oid);
+	if (err < 0)
 		rc = git_fail(RN_EIO, c->src->fetch_url, "checking out %s from %s", git_oid_tostr_s(oid), c->src->shown);
+	git_tree_free(tree);
 	git_commit_free(commit);
 	return rc;
 }

@@ -463,6 +463,26 @@ static void test_progress_callback(void **state)
 	free(m);
 }
 
+/* Attributes still apply: a checkout converts to CRLF where .gitattributes says so (the filters
+ * are skipped only when no attributes exist). */
+static void test_attributes(void **state)
+{
+	(void)state;
+	sh("git init -q -b main work/attr && cd work/attr && printf '*.txt text eol=crlf\\n' > .gitattributes && "
+	   "printf 'a\\nb\\n' > x.txt && printf 'a\\nb\\n' > x.bin && git add . && git commit -qm attr");
+	assert_int_equal(rn_git_checkout(P("work/attr"), NULL, P("co/attr"), NULL, NULL), 0);
+	assert_string_equal(out("od -An -c co/attr/x.txt | tr -s ' '"), " a \\r \\n b \\r \\n");
+	assert_string_equal(out("od -An -c co/attr/x.bin | tr -s ' '"), " a \\n b \\n");
+	assert_string_equal(out("git -C co/attr status --porcelain | wc -l"), "0");
+	/* core.autocrlf=true in the global configuration converts too */
+	sh("git config --global core.autocrlf true");
+	assert_int_equal(rn_git_checkout(P("repos/lib.git"), NULL, P("co/autocrlf"), NULL, NULL), 0);
+	sh("git config --global --unset core.autocrlf");
+	assert_string_equal(out("od -An -c co/autocrlf/lib.txt | head -n 1 | tr -s ' '"), " l i b 1 \\r \\n l i b 2 \\r \\n");
+	assert_int_equal(rn_git_checkout(P("repos/lib.git"), NULL, P("co/noautocrlf"), NULL, NULL), 0);
+	assert_string_equal(out("od -An -c co/noautocrlf/lib.txt | head -n 1 | tr -s ' '"), " l i b 1 \\n l i b 2 \\n");
+}
+
 static void test_describe(void **state)
 {
 	(void)state;
@@ -539,6 +559,7 @@ int main(void)
 		cmocka_unit_test(test_submodules),
 		cmocka_unit_test(test_depth_and_progress),
 		cmocka_unit_test(test_progress_callback),
+		cmocka_unit_test(test_attributes),
 		cmocka_unit_test(test_describe),
 		cmocka_unit_test(test_clean_workspace),
 	};
