@@ -370,6 +370,14 @@ static int step_start(engine *e, jobrun *j)
 				  s->path_file, "RUNNER_ARTIFACTS", e->o->artifacts_dir ? e->o->artifacts_dir : "",
 				  "RUNNER_ATTEMPT", attempt);
 	free(stepname);
+	if (e->o->git) {
+		const char *sha = json_string_value(json_object_get(e->o->git, "sha"));
+		const char *ref = json_string_value(json_object_get(e->o->git, "ref"));
+		if (sha)
+			json_object_set_new(fixed, "RUNNER_COMMIT", json_string(sha));
+		if (ref)
+			json_object_set_new(fixed, "RUNNER_REF", json_string(ref));
+	}
 	json_object_update(env, fixed);
 	json_decref(fixed);
 	envp = rn_context_environ(environ, env, NULL, 0, j->path_add);

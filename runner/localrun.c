@@ -3,6 +3,7 @@
 #include "diag.h"
 #include "engine.h"
 #include "error.h"
+#include "git.h"
 #include "event.h"
 #include "graph.h"
 #include "kvfile.h"
@@ -11,6 +12,7 @@
 #include "workflow.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -134,6 +136,8 @@ int rn_local_run(const rn_local_opts *o)
 	json_t *secrets = json_object();
 	char *run_id = NULL, *log_dir = NULL, *artifacts = NULL;
 	char workspace[PATH_MAX], exe[PATH_MAX];
+	char *clean = NULL; /* --clean: the fresh checkout the steps run in */
+	json_t *git = NULL;
 	rn_sink *sinks[4];
 	size_t nsinks = 0;
 	FILE *console = o->json ? stderr : stdout;
@@ -156,11 +160,6 @@ int rn_local_run(const rn_local_opts *o)
 		exit_code = EXIT_USAGE;
 		goto done;
 	}
-	if (o->clean) {
-		fprintf(stderr, "runner run: --clean needs the git checkout support, which this version does not have yet\n");
-		exit_code = EXIT_USAGE;
-		goto done;
-	}
 	if (o->dry_run) {
 		dry_run(&g, stdout);
 		goto done;
@@ -169,6 +168,24 @@ int rn_local_run(const rn_local_opts *o)
 		fprintf(stderr, "runner run: workspace %s: %s\n", o->workdir ? o->workdir : ".", strerror(errno));
 		exit_code = EXIT_INFRA;
 		goto done;
+	}
+	/* git.* contexts come from the working tree's repository ({} outside one) */
+	if (rn_git_describe(&git, workspace) < 0) {
+		fprintf(stderr, "runner run: %s\n", rn_error_last());
+		exit_code = EXIT_INFRA;
+		goto done;
+	}
+	if (o->clean) {
+		/* a fresh checkout of HEAD (the committed state), so a local run behaves as an agent's */
+		const char *tmp = getenv("TMPDIR");
+		int rc2 = rn_git_clean_workspace(&clean, workspace, tmp && *tmp ? tmp : "/tmp");
+		if (rc2 < 0) {
+			fprintf(stderr, "runner run: --clean: %s\n", rn_error_last());
+			exit_code = rc2 == RN_EINVALID ? EXIT_USAGE : EXIT_INFRA;
+			goto done;
+		}
+		fprintf(o->json ? stderr : stdout, "runner: --clean: running in a fresh checkout of %s\n",
+			json_string_value(json_object_get(git, "sha")) ? json_string_value(json_object_get(git, "sha")) : "HEAD");
 	}
 	if (self_exe(exe, sizeof(exe)) < 0) {
 		fprintf(stderr, "runner run: %s\n", rn_error_last());
@@ -198,7 +215,7 @@ int rn_local_run(const rn_local_opts *o)
 		.graph = &g,
 		.parallel = o->parallel > 0 ? o->parallel : (ncpu > 0 ? (int)ncpu : 1),
 		.keep_going = o->keep_going,
-		.workspace = workspace,
+		.workspace = clean ? clean : workspace,
 		.log_dir = log_dir,
 		.artifacts_dir = artifacts,
 		.run_id = run_id,
@@ -207,7 +224,7 @@ int rn_local_run(const rn_local_opts *o)
 		.nextra_env = o->nenv,
 		.secrets = secrets,
 		.masker = masker,
-		.git = NULL,
+		.git = git,
 		.sinks = sinks,
 		.nsinks = nsinks,
 		.handle_signals = 1,
@@ -238,6 +255,11 @@ done:
 	rn_diags_free(&d);
 	rn_masker_free(masker);
 	json_decref(secrets);
+	json_decref(git);
+	if (clean) {
+		rn_rm_rf(clean);
+		free(clean);
+	}
 	free(run_id);
 	free(log_dir);
 	free(artifacts);

@@ -315,7 +315,7 @@ static const command commands[] = {
 	  "      --secret K=V     a secret for ${{ secrets.K }}, masked in all output; repeatable\n"
 	  "      --secret-file F  secrets from a dotenv file; also RUNNER_SECRET_<NAME> variables\n"
 	  "      --workdir DIR    the workspace (default: the current directory)\n"
-	  "      --clean          run in a fresh checkout of HEAD (not available yet)\n"
+	  "      --clean          run in a fresh checkout of HEAD (the committed state), as an agent would\n"
 	  "      --log-dir DIR    per-step logs and summary.json (default .runner/logs/RUN_ID)\n"
 	  "      --json           one JSON event per line on stdout (the console goes to stderr)\n"
 	  "      --junit FILE     write a JUnit XML report\n"

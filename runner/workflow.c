@@ -3,6 +3,7 @@
 #include "error.h"
 #include "buf.h"
 #include "expr.h"
+#include "git.h"
 #include "schema.h"
 #include "step.h"
 #include "units.h"
@@ -410,6 +411,12 @@ static const char *derive_step_name(wctx *c, const rn_step *s)
 		const char *v = get_str(s->with, main_param[i][1]);
 		if (!v && strcmp(s->kind, "upload") == 0)
 			v = get_str(s->with, "path");
+		if (v && strcmp(s->kind, "checkout") == 0) {
+			char *safe = rn_git_redact_url(v); /* a password in a URL never becomes a name */
+			const char *name = rn_arena_printf(c->a, "%s %s", s->kind, safe);
+			free(safe);
+			return name;
+		}
 		if (v)
 			return rn_arena_printf(c->a, "%s %s", s->kind, v);
 	}
