@@ -3,7 +3,7 @@
  *
  * Three phases, matching proc.c's process layout (runner -> shim -> command):
  *
- *   runner   rn_sandbox_probe() once per run; per step attempt rn_sandbox_plan() (allocates
+ *   runner   rn_sandbox_probe() once per run; per step attempt rn_sandbox_plan_new() (allocates
  *            everything, creates the cgroups and writes their limits, builds the seccomp BPF),
  *            then starts the shim with rn_sandbox_fork() (a raw clone() with the plan's new
  *            namespaces: the shim becomes PID 1 of the step's pid namespace).
@@ -39,7 +39,7 @@ typedef struct rn_sandbox_feat {
 typedef struct rn_sandbox_cg {
 	int ver;                        /* 0 none, 1 cgroup v1, 2 cgroup v2 */
 	char dir[RN_SANDBOX_DIR_MAX];   /* parent directory of the step cgroups (ver != 0) */
-	char why[160];                  /* ver == 0: why not */
+	char why[RN_SANDBOX_DIR_MAX + 256]; /* ver == 0: why not */
 } rn_sandbox_cg;
 
 /* What this kernel lets this process do (filled by rn_sandbox_probe; plain data, may be copied
@@ -67,7 +67,7 @@ typedef struct rn_sandbox_caps {
 } rn_sandbox_caps;
 
 /* Paths the plan keeps visible. All may be relative to the runner's cwd; they are resolved with
- * realpath() in rn_sandbox_plan. */
+ * realpath() in rn_sandbox_plan_new. */
 typedef struct rn_sandbox_paths {
 	const char *workspace;         /* required; stays writable */
 	const char *temp;              /* RUNNER_TEMP (NULL: none); stays writable */
@@ -98,8 +98,8 @@ void rn_sandbox_caps_print(FILE *out, const rn_sandbox_caps *caps);
  * step's cgroups with their limits, and builds the seccomp program. A key that cannot be enforced
  * at all is RN_EINVALID with a message naming it ("sandbox key 'network: false' cannot be
  * enforced: ..."); the caller prefixes settings->pos. Degraded features become notices. */
-int rn_sandbox_plan(rn_sandbox_plan **out, const rn_sandbox *settings, const rn_sandbox_caps *caps,
-		    const rn_sandbox_paths *paths);
+int rn_sandbox_plan_new(rn_sandbox_plan **out, const rn_sandbox *settings, const rn_sandbox_caps *caps,
+			const rn_sandbox_paths *paths);
 /* One-line notices of the plan ("sandbox: memory limit enforced with RLIMIT_AS ..."): stable
  * texts, so the caller prints each distinct one once per run. */
 size_t rn_sandbox_plan_notice_count(const rn_sandbox_plan *p);
