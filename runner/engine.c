@@ -6,6 +6,7 @@
 #include "kvfile.h"
 #include "lines.h"
 #include "proc.h"
+#include "sandbox.h"
 #include "step.h"
 #include "units.h"
 #include "util.h"
@@ -53,6 +54,8 @@ typedef struct steprun {
 	char *name;             /* display name (expanded, masked) */
 	char *log_path;
 	char *out_file, *env_file, *path_file;
+	rn_sandbox_plan *sandbox; /* this attempt's sandbox, or NULL */
+	int oom;                  /* the memory limit killed a process of the step */
 } steprun;
 
 typedef struct jobrun {
@@ -99,6 +102,7 @@ struct engine {
 	json_t *extra_env;      /* --env as an object */
 	const char *default_shell;
 	char *buf;              /* read buffer */
+	json_t *notices;        /* sandbox notices already shown (each once per run) */
 	char **tmp_pool;        /* emptied RUNNER_TEMP directories of finished jobs, for reuse */
 	size_t ntmp_pool, tmp_pool_cap;
 };
@@ -254,6 +258,7 @@ static void steprun_free(steprun *s)
 	free(s->out_file);
 	free(s->env_file);
 	free(s->path_file);
+	rn_sandbox_plan_free(s->sandbox);
 	free(s);
 }
 
@@ -383,6 +388,30 @@ static int step_start(engine *e, jobrun *j)
 	envp = rn_context_environ(environ, env, NULL, 0, j->path_add);
 	json_decref(env);
 
+	if (e->o->sandbox_caps) {
+		/* the step's sandbox: on unless `sandbox: false`; keys that cannot be enforced fail the
+		 * step naming the key, features that degrade are said once per run */
+		rn_sandbox settings = st->sandbox;
+		if (settings.enabled < 0)
+			settings.enabled = 1;
+		rn_sandbox_paths paths = { .workspace = e->o->workspace, .temp = j->temp_dir, .self_exe = e->o->self_exe,
+					   .cwd = NULL, .hostname = NULL };
+		if (rn_sandbox_plan_new(&s->sandbox, &settings, e->o->sandbox_caps, &paths) < 0) {
+			if (settings.pos.line)
+				rc = rn_error_set("%s:%d:%d: %s", e->o->pipeline->file, settings.pos.line, settings.pos.col,
+						  rn_error_last());
+			else
+				rc = RN_EINVALID;
+			goto done;
+		}
+		for (size_t k = 0; s->sandbox && k < rn_sandbox_plan_notice_count(s->sandbox); k++) {
+			const char *note = rn_sandbox_plan_notice(s->sandbox, k);
+			if (json_object_get(e->notices, note))
+				continue;
+			json_object_set_new(e->notices, note, json_true());
+			message(e, NULL, "sandbox: %s", note);
+		}
+	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		rc = rn_error_errno("pipe");
 		goto done;
@@ -400,6 +429,7 @@ static int step_start(engine *e, jobrun *j)
 		.dir = dir,
 		.out_fd = pipefd[1],
 		.in_fd = -1,
+		.sandbox = s->sandbox,
 	};
 	rc = rn_proc_start(&s->proc, &po);
 	close(pipefd[1]);
@@ -525,8 +555,19 @@ static void record_step(jobrun *j, const rn_step *st, json_t *outputs, rn_status
 				      rn_status_name(outcome), "conclusion", rn_status_name(conclusion)));
 }
 
-static char *exit_reason(const rn_proc_result *r)
+static char *exit_reason(const steprun *s)
 {
+	const rn_proc_result *r = &s->res;
+	if (s->oom)
+		return rn_xasprintf("out of memory (the sandbox's memory limit; %s)",
+				    r->signal ? strsignal(r->signal) : "exited");
+	if (r->exec_errno && r->fail_stage == RN_PROC_FAIL_SANDBOX) {
+		char why[512];
+		rn_sandbox_describe(s->sandbox, r->sandbox_stage, r->exec_errno, why, sizeof(why));
+		return rn_xstrdup(why);
+	}
+	if (r->exec_errno && r->fail_stage == RN_PROC_FAIL_CHDIR)
+		return rn_xasprintf("could not enter the working directory: %s", strerror(r->exec_errno));
 	if (r->exec_errno)
 		return rn_xasprintf("could not start: %s", strerror(r->exec_errno));
 	if (r->signal)
@@ -553,11 +594,11 @@ static void step_finished(engine *e, jobrun *j)
 	} else if (s->finish_rc < 0) {
 		status = RN_ST_FAILURE;
 		reason = rn_xasprintf("the step's supervisor died (%s)", rn_error_last());
-	} else if (s->res.status == 0 && !s->res.exec_errno) {
+	} else if (s->res.status == 0 && !s->res.exec_errno && !s->oom) {
 		status = RN_ST_SUCCESS;
 	} else {
 		status = RN_ST_FAILURE;
-		reason = exit_reason(&s->res);
+		reason = exit_reason(s);
 	}
 	json_t *outputs = json_object();
 	read_command_file(e, j, s->out_file, outputs, "RUNNER_OUTPUT");
@@ -1114,6 +1155,11 @@ static void collect(engine *e, jobrun *j)
 {
 	steprun *s = j->cur;
 	s->finish_rc = rn_proc_finish(&s->proc, &s->res);
+	if (s->sandbox) {
+		rn_sandbox_result sr;
+		if (rn_sandbox_collect(s->sandbox, &sr) == 0)
+			s->oom = sr.oom;
+	}
 	s->reported = 1;
 	s->report_mono = rn_now_ms();
 	s->deadline = 0;
@@ -1132,6 +1178,7 @@ int rn_engine_run(const rn_engine_opts *o, rn_engine_result *res)
 	e.woken = rn_xcalloc(e.g->n + 1, sizeof(*e.woken));
 	e.needs = json_object();
 	e.extra_env = json_object();
+	e.notices = json_object();
 	e.buf = rn_xmalloc(65536);
 	e.default_shell = find_shell();
 	for (size_t i = 0; i < o->nextra_env; i++) {
@@ -1242,6 +1289,9 @@ out:
 			if (!j->cur->reported) {
 				rn_proc_kill(&j->cur->proc);
 				rn_proc_finish(&j->cur->proc, &j->cur->res);
+				rn_sandbox_result sr;
+				if (j->cur->sandbox)
+					rn_sandbox_collect(j->cur->sandbox, &sr);
 			}
 			steprun_free(j->cur);
 		}
@@ -1268,5 +1318,6 @@ out:
 	free(e.buf);
 	json_decref(e.needs);
 	json_decref(e.extra_env);
+	json_decref(e.notices);
 	return rc;
 }

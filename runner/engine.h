@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+struct rn_sandbox_caps;
+
 typedef struct rn_engine_opts {
 	const rn_pipeline *pipeline;
 	rn_graph *graph;               /* the selected nodes run; `pending` counters are consumed */
@@ -32,6 +34,7 @@ typedef struct rn_engine_opts {
 	size_t nsinks;
 	int handle_signals;            /* 1: SIGINT/SIGTERM/SIGHUP cancel the run (a second SIGINT kills) */
 	int cancel_fd;                 /* readable = cancel the run (e.g. a pipe from the agent); -1: none */
+	const struct rn_sandbox_caps *sandbox_caps; /* from rn_sandbox_probe; NULL: no sandbox at all */
 } rn_engine_opts;
 
 typedef struct rn_engine_result {

@@ -8,6 +8,7 @@
 #include "graph.h"
 #include "kvfile.h"
 #include "mask.h"
+#include "sandbox.h"
 #include "util.h"
 #include "workflow.h"
 
@@ -126,6 +127,17 @@ static int self_exe(char *buf, size_t size)
 	return 0;
 }
 
+int rn_local_sandbox_info(void)
+{
+	rn_sandbox_caps caps;
+	if (rn_sandbox_probe(&caps) < 0) {
+		fprintf(stderr, "runner run: sandbox: %s\n", rn_error_last());
+		return EXIT_INFRA;
+	}
+	rn_sandbox_caps_print(stdout, &caps);
+	return EXIT_OK;
+}
+
 int rn_local_run(const rn_local_opts *o)
 {
 	int exit_code = EXIT_OK;
@@ -139,6 +151,7 @@ int rn_local_run(const rn_local_opts *o)
 	char *clean = NULL; /* --clean: the fresh checkout the steps run in */
 	json_t *git = NULL;
 	rn_sink *sinks[4];
+	rn_sandbox_caps caps;
 	size_t nsinks = 0;
 	FILE *console = o->json ? stderr : stdout;
 
@@ -200,6 +213,14 @@ int rn_local_run(const rn_local_opts *o)
 		exit_code = EXIT_INFRA;
 		goto done;
 	}
+	/* what the kernel lets the sandbox do, once per run */
+	if (!o->no_sandbox) {
+		if (rn_sandbox_probe(&caps) < 0) {
+			fprintf(stderr, "runner run: sandbox: %s\n", rn_error_last());
+			exit_code = EXIT_INFRA;
+			goto done;
+		}
+	}
 	int tty = isatty(fileno(console));
 	int color = o->color != 0 && tty && !getenv("NO_COLOR");
 	sinks[nsinks++] = rn_console_sink_new(console, color, color, masker);
@@ -229,6 +250,7 @@ int rn_local_run(const rn_local_opts *o)
 		.nsinks = nsinks,
 		.handle_signals = 1,
 		.cancel_fd = -1,
+		.sandbox_caps = o->no_sandbox ? NULL : &caps,
 	};
 	rn_engine_result res = { RN_ST_FAILURE, 0 };
 	if (rn_engine_run(&eo, &res) < 0) {

@@ -31,5 +31,7 @@ typedef struct rn_local_opts {
  * failed, 2 usage/invalid workflow, 3 infrastructure error, 130/143 interrupted. Problems are
  * printed on stderr. */
 int rn_local_run(const rn_local_opts *o);
+/* `runner run --sandbox-info`: probe and print what the step sandbox can enforce here; exit status. */
+int rn_local_sandbox_info(void);
 
 #endif

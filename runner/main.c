@@ -198,7 +198,7 @@ static int cmd_run(int argc, char **argv)
 {
 	const command *c = find_command("run");
 	enum { O_ENV = 256, O_SECRET, O_SECRET_FILE, O_WORKDIR, O_CLEAN, O_LOGDIR, O_JSON, O_JUNIT, O_DRY,
-	       O_NOSANDBOX, O_KEEPGOING, O_NOCOLOR, O_JOB };
+	       O_NOSANDBOX, O_KEEPGOING, O_NOCOLOR, O_JOB, O_SANDBOXINFO };
 	static const struct option opts[] = {
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "job", required_argument, NULL, O_JOB },
@@ -212,6 +212,7 @@ static int cmd_run(int argc, char **argv)
 		{ "junit", required_argument, NULL, O_JUNIT },
 		{ "dry-run", no_argument, NULL, O_DRY },
 		{ "no-sandbox", no_argument, NULL, O_NOSANDBOX },
+		{ "sandbox-info", no_argument, NULL, O_SANDBOXINFO },
 		{ "keep-going", no_argument, NULL, O_KEEPGOING },
 		{ "no-color", no_argument, NULL, O_NOCOLOR },
 		{ "help", no_argument, NULL, 'h' },
@@ -270,6 +271,9 @@ static int cmd_run(int argc, char **argv)
 		case O_NOSANDBOX:
 			o.no_sandbox = 1;
 			break;
+		case O_SANDBOXINFO:
+			rc = rn_local_sandbox_info();
+			break;
 		case O_KEEPGOING:
 			o.keep_going = 1;
 			break;
@@ -320,7 +324,8 @@ static const command commands[] = {
 	  "      --json           one JSON event per line on stdout (the console goes to stderr)\n"
 	  "      --junit FILE     write a JUnit XML report\n"
 	  "      --dry-run        show what would run, run nothing\n"
-	  "      --no-sandbox     run steps without the sandbox\n"
+	  "      --no-sandbox     run steps without the sandbox (also `sandbox: false` in the workflow)\n"
+	  "      --sandbox-info   show what the step sandbox can enforce on this machine, and exit\n"
 	  "      --keep-going     after a failure, still start jobs that do not depend on it\n"
 	  "      --no-color       no colours (also when NO_COLOR is set)\n" },
 	{ "validate", cmd_validate, "validate FILE...",

@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #endif
 #include "proc.h"
+#include "sandbox.h"
 #include "error.h"
 #include "util.h"
 
@@ -81,6 +82,7 @@ struct shim_ctx {
 	int in_fd, out_fd;       /* -1: /dev/null */
 	int status_w;            /* write end of the status pipe */
 	int children_file;       /* /proc/PID/task/TID/children exists */
+	const rn_sandbox_plan *sandbox; /* prepared by the runner, or NULL */
 };
 
 /* ---- async-signal-safe helpers (used by the shim and the command child, and by the runner) */
@@ -383,6 +385,7 @@ struct cmd_args {
 	const struct shim_ctx *c;
 	volatile int32_t err;   /* errno of a failed start, written before _exit */
 	volatile int32_t stage; /* enum rn_proc_fail */
+	volatile int32_t sandbox_stage; /* with RN_PROC_FAIL_SANDBOX: the sandbox module's stage */
 };
 
 CHILD_CODE static _Noreturn void cmd_fail(struct cmd_args *a, int err, int stage)
@@ -435,6 +438,14 @@ CHILD_CODE static int cmd_child(void *arg)
 		cmd_fail(a, errno, RN_PROC_FAIL_CHDIR);
 	if (!c->path)
 		cmd_fail(a, c->path_errno, RN_PROC_FAIL_EXEC);
+	if (c->sandbox) {
+		/* rlimits, no_new_privs and the seccomp filter: the last thing before exec */
+		int stage = 0, rc = rn_sandbox_exec_prepare(c->sandbox, &stage);
+		if (rc < 0) {
+			a->sandbox_stage = stage;
+			cmd_fail(a, -rc, RN_PROC_FAIL_SANDBOX);
+		}
+	}
 	execve(c->path, c->argv, c->envp);
 	if (errno == ENOEXEC)
 		execve("/bin/sh", c->sh_argv, c->envp);
@@ -553,8 +564,26 @@ static _Noreturn void shim_main(const struct shim_ctx *c)
 	}
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		_exit(126);
-	if (prctl(PR_SET_PDEATHSIG, SIGUSR1) < 0 || getppid() != c->parent)
+	/* in a new pid namespace getppid() is 0: the sandbox checks the runner through a pidfd */
+	if (prctl(PR_SET_PDEATHSIG, SIGUSR1) < 0 || (!c->sandbox && getppid() != c->parent))
 		_exit(126); /* the runner is already gone: start nothing */
+	if (c->sandbox) {
+		/* namespaces, mounts, limits and the seccomp filter, as PID 1 of the step's namespace */
+		int stage = 0, rc = rn_sandbox_setup(c->sandbox, &stage);
+		if (rc < 0) {
+			struct report fail;
+			memset(&fail, 0, sizeof(fail));
+			fail.magic = REPORT_MAGIC;
+			fail.exec_errno = -rc;
+			fail.fail_stage = RN_PROC_FAIL_SANDBOX;
+			fail.pad = stage;
+			fail.wstatus = 127 << 8;
+			char sb = START_BYTE;
+			write_full(c->status_w, &sb, 1);
+			write_full(c->status_w, &fail, sizeof(fail));
+			_exit(0);
+		}
+	}
 
 	/* keep only stdio (harmless, useful for debugging), the status pipe and the command's fds:
 	 * inherited pipe ends of other steps must not be held open by this shim */
@@ -609,6 +638,7 @@ static _Noreturn void shim_main(const struct shim_ctx *c)
 	if (args.err) {
 		rep.exec_errno = args.err;
 		rep.fail_stage = args.stage;
+		rep.pad = args.sandbox_stage;
 	}
 	char b = START_BYTE;
 	write_full(c->status_w, &b, 1);
@@ -750,10 +780,6 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 		rn_error_set("rn_proc_start: empty argv");
 		return RN_EINVALID;
 	}
-	if (o->sandbox) {
-		rn_error_set("rn_proc_start: sandboxing is not implemented");
-		return RN_EINVALID;
-	}
 	const char *const *envp = o->envp ? o->envp : no_env;
 
 	struct shim_ctx c;
@@ -776,6 +802,7 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 	c.in_fd = o->in_fd;
 	c.out_fd = o->out_fd;
 	c.children_file = children_file();
+	c.sandbox = o->sandbox;
 
 	int sp[2];
 	if (pipe2(sp, O_CLOEXEC) < 0) {
@@ -789,7 +816,7 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid_t pid = fork();
+	pid_t pid = o->sandbox ? rn_sandbox_fork(o->sandbox) : fork();
 	if (pid == 0)
 		shim_main(&c);
 	int fork_errno = errno;
@@ -918,6 +945,7 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 		}
 		r->exec_errno = rep.exec_errno;
 		r->fail_stage = rep.exec_errno ? rep.fail_stage : RN_PROC_FAIL_NONE;
+		r->sandbox_stage = rep.fail_stage == RN_PROC_FAIL_SANDBOX ? rep.pad : 0;
 		if (rep.exec_errno)
 			r->status = 127;
 		r->user_s = (double)rep.utime_us / 1e6;

@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct rn_sandbox_plan;
+
 typedef struct rn_proc_opts {
 	const char *const *argv; /* argv[0] is a path, or a name looked up in envp's PATH */
 	const char *const *envp; /* the whole environment, NULL-terminated; NULL: empty (never the
@@ -37,7 +39,7 @@ typedef struct rn_proc_opts {
 	const char *dir;         /* working directory (NULL: inherit) */
 	int out_fd;              /* becomes the command's stdout AND stderr; -1: /dev/null */
 	int in_fd;               /* becomes its stdin; -1: /dev/null */
-	const void *sandbox;     /* reserved for the sandbox plan (issue 4); NULL now (else RN_EINVALID) */
+	const struct rn_sandbox_plan *sandbox; /* from rn_sandbox_plan_new (sandbox.h), or NULL */
 } rn_proc_opts;
 
 typedef struct rn_proc {
@@ -57,6 +59,7 @@ typedef struct rn_proc_result {
 	int survivors;    /* processes of the tree that were still alive when the command exited
 	                   * (when it was killed: besides the command); counted up to 1024 */
 	int fail_stage;   /* with exec_errno: which step of starting failed (enum rn_proc_fail) */
+	int sandbox_stage; /* with RN_PROC_FAIL_SANDBOX: for rn_sandbox_describe() */
 } rn_proc_result;
 
 /* rn_proc_result.fail_stage: what exec_errno is about. */
@@ -64,7 +67,8 @@ enum rn_proc_fail {
 	RN_PROC_FAIL_NONE = 0,  /* started fine (exec_errno is 0) */
 	RN_PROC_FAIL_EXEC = 1,  /* execve (or the PATH lookup of argv[0]) failed */
 	RN_PROC_FAIL_CHDIR = 2, /* chdir(dir) failed */
-	RN_PROC_FAIL_SETUP = 3  /* setsid, /dev/null or dup2 failed */
+	RN_PROC_FAIL_SETUP = 3,  /* setsid, /dev/null or dup2 failed */
+	RN_PROC_FAIL_SANDBOX = 4 /* the sandbox could not be set up (sandbox_stage says where) */
 };
 
 /* Make the calling process a child subreaper (once, at start-up): orphans of a crashed shim

@@ -35,7 +35,9 @@ if [ ! -x "$RUNNER" ]; then
 	exit 2
 fi
 TFILE=$(basename "$0" .sh)
-ROOT=$(mktemp -d -t "rnit-$TFILE.XXXXXX")
+# Under /var/tmp, not /tmp: steps run in the sandbox (on by default), which gives them a private
+# /tmp, while the fixtures (helper programs, fifos, marker files) must stay visible to them.
+ROOT=$(mktemp -d -p "${RNIT_BASE:-/var/tmp}" "rnit-$TFILE.XXXXXX")
 BIN=$ROOT/bin
 mkdir -p "$BIN"
 SLEEP_BIN=$(command -v sleep)

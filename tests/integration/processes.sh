@@ -269,7 +269,9 @@ jobs:
 EOF
 	local t0 t1
 	t0=$(now)
-	run run p.yml
+	# unsandboxed: in the sandbox the supervisor is PID 1 of the step's namespace and cannot be
+	# killed from inside it (t_sandbox_supervisor_unkillable)
+	run run --no-sandbox p.yml
 	t1=$(now)
 	expect_rc 1
 	expect_le "run duration (ms)" "$(elapsed_ms "$t0" "$t1")" 30000
@@ -278,6 +280,26 @@ EOF
 	*) fail "step status '$(step_field j 0 status)', expected failure" ;;
 	esac
 	expect_eq "processes of step 1 alive when step 2 ran" "$(cat "$T/check" 2>/dev/null)" none
+	no_leftover
+}
+
+# In the sandbox (the default) a step cannot kill its supervisor: it is PID 1 of the step's pid
+# namespace, which the kernel protects from signals sent inside it; the step's shell is PID 2.
+t_sandbox_supervisor_unkillable() {
+	workflow <<EOF
+jobs:
+  j:
+    steps:
+      - name: try
+        run: |
+          echo "pid=\$\$ ppid=\$PPID"
+          kill -9 \$PPID 2>/dev/null || true
+          if kill -0 \$PPID 2>/dev/null; then echo supervisor-alive; else echo supervisor-gone; fi
+EOF
+	run run p.yml
+	expect_rc 0
+	grep -q "pid=2 ppid=1" "$T/out" || fail "the step's shell is not PID 2 under a PID 1 supervisor"
+	grep -q "supervisor-alive" "$T/out" || fail "the supervisor did not survive kill -9 from the step"
 	no_leftover
 }
 
@@ -310,7 +332,8 @@ jobs:
 EOF
 	local mysid s1 s2 p1
 	mysid=$(ps -o sid= -p $$ | tr -d ' ')
-	run run p.yml
+	# unsandboxed: sandboxed steps each have their own pid namespace, where ids compare per step
+	run run --no-sandbox p.yml
 	expect_rc 0
 	s1=$(sed -n 's/.*s1 pid=[0-9]* sid=\([0-9]*\).*/\1/p' "$T/out")
 	p1=$(sed -n 's/.*s1 pid=\([0-9]*\) .*/\1/p' "$T/out")
@@ -447,6 +470,7 @@ add "SIGTERM to the runner: exit 143, trees gone, summary says cancelled" t_sigt
 add "SIGINT to the runner: exit 130, trees gone, summary says cancelled" t_sigint
 add "second SIGINT kills at once despite grace 10m and trap '' TERM" t_second_sigint
 add "step that kills its own supervisor: its processes die, run ends" t_step_kills_supervisor
+add "sandboxed: a step cannot kill its supervisor (PID 1 of its namespace)" t_sandbox_supervisor_unkillable
 add "stdin of a step is /dev/null" t_stdin_devnull
 add "each step runs in its own session" t_own_session
 add "a timeout kills only its own step's tree" t_timeout_is_per_tree

@@ -850,10 +850,6 @@ static void test_invalid_args(void **state)
 	const char *none[] = { NULL };
 	rn_proc_opts o = { none, g_env, NULL, -1, -1, NULL };
 	assert_int_equal(rn_proc_start(&p, &o), RN_EINVALID);
-	const char *argv[] = { "true", NULL };
-	int plan = 1;
-	rn_proc_opts s = { argv, g_env, NULL, -1, -1, &plan };
-	assert_int_equal(rn_proc_start(&p, &s), RN_EINVALID);
 }
 
 static job g_job2;
