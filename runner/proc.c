@@ -547,6 +547,23 @@ static void shim_kill_all(struct shim_state *s)
 	}
 }
 
+/* The command could not be started: send the "started" byte and a report saying why, then end
+ * the shim (there is no tree to watch). */
+static _Noreturn void shim_start_failed(const struct shim_ctx *c, int err, int stage, int sandbox_stage)
+{
+	struct report fail;
+	memset(&fail, 0, sizeof(fail));
+	fail.magic = REPORT_MAGIC;
+	fail.exec_errno = err;
+	fail.fail_stage = stage;
+	fail.pad = sandbox_stage;
+	fail.wstatus = 127 << 8;
+	char b = START_BYTE;
+	write_full(c->status_w, &b, 1);
+	write_full(c->status_w, &fail, sizeof(fail));
+	_exit(0);
+}
+
 static _Noreturn void shim_main(const struct shim_ctx *c)
 {
 	/* All signals are blocked (the caller blocked them around fork) and stay blocked: the shim
@@ -570,19 +587,8 @@ static _Noreturn void shim_main(const struct shim_ctx *c)
 	if (c->sandbox) {
 		/* namespaces, mounts, limits and the seccomp filter, as PID 1 of the step's namespace */
 		int stage = 0, rc = rn_sandbox_setup(c->sandbox, &stage);
-		if (rc < 0) {
-			struct report fail;
-			memset(&fail, 0, sizeof(fail));
-			fail.magic = REPORT_MAGIC;
-			fail.exec_errno = -rc;
-			fail.fail_stage = RN_PROC_FAIL_SANDBOX;
-			fail.pad = stage;
-			fail.wstatus = 127 << 8;
-			char sb = START_BYTE;
-			write_full(c->status_w, &sb, 1);
-			write_full(c->status_w, &fail, sizeof(fail));
-			_exit(0);
-		}
+		if (rc < 0)
+			shim_start_failed(c, -rc, RN_PROC_FAIL_SANDBOX, stage);
 	}
 
 	/* keep only stdio (harmless, useful for debugging), the status pipe and the command's fds:
@@ -626,15 +632,8 @@ static _Noreturn void shim_main(const struct shim_ctx *c)
 		close(c->in_fd);
 	if (c->out_fd >= 0 && c->out_fd != c->status_w && c->out_fd != c->in_fd)
 		close(c->out_fd);
-	if (s.cmd < 0) {
-		rep.exec_errno = clone_errno;
-		rep.fail_stage = RN_PROC_FAIL_SETUP;
-		rep.wstatus = 127 << 8;
-		char b = START_BYTE;
-		write_full(c->status_w, &b, 1);
-		write_full(c->status_w, &rep, sizeof(rep));
-		_exit(0);
-	}
+	if (s.cmd < 0)
+		shim_start_failed(c, clone_errno, RN_PROC_FAIL_SETUP, 0);
 	if (args.err) {
 		rep.exec_errno = args.err;
 		rep.fail_stage = args.stage;
