@@ -935,20 +935,23 @@ static void job_ready(engine *e, jobrun *j)
 		int ok = d->status == RN_ST_SUCCESS || (rn_status_failed(d->status) && d->job->continue_on_error);
 		any_bad |= !ok;
 	}
-	json_t *needs = needs_of(e, j->job);
-	json_t *ctx = rn_context_job(e->o->pipeline, j->g, e->o->secrets, e->o->git, needs, e->o->run_id,
-				     e->o->workspace);
-	json_decref(needs);
-	rn_expr_env ee = { .ctx = ctx, .failed = any_bad, .cancelled = 0, .workspace = e->o->workspace };
-	int run = 0;
-	/* a job's `if` sees the pipeline's env (the job's own env belongs to its steps) */
-	if (j->job->if_cond && rn_context_set_env(ctx, &e->o->pipeline->env, NULL, NULL, NULL, &ee) < 0)
-		message(e, j, "%s", rn_error_last());
-	if (rn_expr_condition(&run, j->job->if_cond, &ee) < 0) {
-		message(e, j, "bad condition: %s", rn_error_last());
-		run = 0;
+	/* no `if`: success(), i.e. every need succeeded; only a condition needs the contexts */
+	int run = !any_bad;
+	if (j->job->if_cond) {
+		json_t *needs = needs_of(e, j->job);
+		json_t *ctx = rn_context_job(e->o->pipeline, j->g, e->o->secrets, e->o->git, needs, e->o->run_id,
+					     e->o->workspace);
+		json_decref(needs);
+		rn_expr_env ee = { .ctx = ctx, .failed = any_bad, .cancelled = 0, .workspace = e->o->workspace };
+		/* a job's `if` sees the pipeline's env (the job's own env belongs to its steps) */
+		if (rn_context_set_env(ctx, &e->o->pipeline->env, NULL, NULL, NULL, &ee) < 0)
+			message(e, j, "%s", rn_error_last());
+		if (rn_expr_condition(&run, j->job->if_cond, &ee) < 0) {
+			message(e, j, "bad condition: %s", rn_error_last());
+			run = 0;
+		}
+		json_decref(ctx);
 	}
-	json_decref(ctx);
 	if (!run) {
 		job_finish(e, j, RN_ST_SKIPPED, any_bad ? "a needed job did not succeed" : "condition is false");
 		return;

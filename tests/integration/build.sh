@@ -117,13 +117,6 @@ need() {
 	return 0
 }
 
-# The log of step INDEX of job JOB.
-step_log() {
-	local dir
-	dir=$(dirname "$(summary)")
-	echo "$dir/$(step_field "$1" "$2" log)"
-}
-
 # Runs $1 (a built program) and checks that it prints $2.
 expect_prints() { # PROGRAM TEXT
 	if [ ! -x "$1" ]; then

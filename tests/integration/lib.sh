@@ -225,6 +225,21 @@ step_field() {
 	js "${4:-$(summary)}" "[j for j in d['jobs'] if j['name'] == '$1'][0]['steps'][$2]['$3']"
 }
 
+# The log file of step INDEX (0-based) of job JOB in the run's log dir ($3 or .runner/logs/*),
+# from summary.json's "log" field.
+step_log() { # JOB INDEX [LOGDIR]
+	local dir=${3:-}
+	if [ -z "$dir" ]; then
+		dir=$(dirname "$(summary)")
+	fi
+	local rel
+	rel=$(step_field "$1" "$2" log "$dir/summary.json")
+	echo "$dir/$rel"
+}
+
+# The sha256 of a file, in hex.
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
 # ---- assertions -------------------------------------------------------------------------------
 
 note() {

@@ -5,18 +5,6 @@
 . "$(dirname "$0")/lib.sh"
 CHECK_RUNNER_TEMP=1
 
-# The log file of step INDEX (0-based) of job JOB in the run's log dir ($1 or .runner/logs/*),
-# from summary.json's "log" field.
-step_log() { # JOB INDEX [LOGDIR]
-	local dir=${3:-}
-	if [ -z "$dir" ]; then
-		dir=$(dirname "$(summary)")
-	fi
-	local rel
-	rel=$(step_field "$1" "$2" log "$dir/summary.json")
-	echo "$dir/$rel"
-}
-
 # Every file the run wrote that a user could see: console, logs, summary.json, reports.
 all_outputs() {
 	find "$T/out" "$T/err" "$T/.runner/logs" "$@" -type f 2>/dev/null

@@ -6,15 +6,6 @@
 #   package.sh RUNNER_BINARY
 . "$(dirname "$0")/lib.sh"
 
-sha() { sha256sum "$1" | cut -d' ' -f1; }
-
-# The log of step INDEX of job JOB.
-step_log() {
-	local dir
-	dir=$(dirname "$(summary)")
-	echo "$dir/$(step_field "$1" "$2" log)"
-}
-
 # The run's artifact store (the only directory under .runner/artifacts).
 store() {
 	local d

@@ -51,14 +51,6 @@ sink() {
 	js "$SINK_DIR/log.json" "(lambda r: $2)([e for e in d if e['path'] == '$1'])"
 }
 
-sha() { sha256sum "$1" | cut -d' ' -f1; }
-
-# The log file of step INDEX of job JOB.
-step_log() {
-	local dir
-	dir=$(dirname "$(summary)")
-	echo "$dir/$(step_field "$1" "$2" log)"
-}
 
 # Fails if the fixed string $1 occurs in the console output or any file of the log dir.
 expect_not_leaked() {
