@@ -1,7 +1,13 @@
 /* main.c - the command line: parse arguments, call the library, map results to exit codes.
  * Exit codes (every command): 0 success, 1 a job failed, 2 usage or invalid workflow,
  * 3 infrastructure error, 130/143 interrupted by SIGINT/SIGTERM. */
+#include "agent.h"
+#include "agent_job.h"
+#include "client.h"
 #include "diag.h"
+#include "hook.h"
+#include "plugin.h"
+#include "server.h"
 #include "error.h"
 #include "graph.h"
 #include "localrun.h"
@@ -41,7 +47,7 @@ __attribute__((format(printf, 2, 3))) static int usage_error(const command *c, c
 static void print_help(FILE *out, const command *c)
 {
 	fprintf(out, "usage: runner %s\n\n%s\n", c->usage, c->summary);
-	if (c->help)
+	if (c->help && *c->help)
 		fprintf(out, "\n%s", c->help);
 }
 
@@ -335,9 +341,26 @@ static const command commands[] = {
 	  "options:\n"
 	  "  -f, --format FMT   text (default), dot (Graphviz) or mermaid\n"
 	  "      --job ID       only ID (a job or a matrix instance) and what it needs; repeatable\n" },
+	{ "serve", rn_cmd_serve, "serve [--listen ADDR:PORT] [--data DIR] [OPTIONS]",
+	  "The coordinator: job queue, agents, logs, artifacts, status over HTTP.", rn_cmd_serve_help },
+	{ "agent", rn_cmd_agent, "agent --server URL --token TOKEN [OPTIONS]",
+	  "A self-hosted agent: polls the server, runs jobs, uploads logs and artifacts.", rn_cmd_agent_help },
+	{ "submit", rn_cmd_submit, "submit [--server URL] [--token T] [--repo R] [--ref REF] [--file F] [--wait]",
+	  "Queue a pipeline on a server; --wait follows it to the end.", rn_cmd_submit_help },
+	{ "status", rn_cmd_status, "status [--server URL] [--token T] [--json] [ID]",
+	  "Show pipelines, or one pipeline or job, on a server.", rn_cmd_status_help },
+	{ "logs", rn_cmd_logs, "logs [--server URL] [--token T] [-f] JOB_OR_PIPELINE_ID",
+	  "Print the logs of a job or of every job of a pipeline.", rn_cmd_logs_help },
+	{ "cancel", rn_cmd_cancel, "cancel [--server URL] [--token T] ID",
+	  "Cancel a pipeline or a job on a server.", rn_cmd_cancel_help },
+	{ "hook", rn_cmd_hook, "hook post-receive | hook install GIT_DIR [OPTIONS] | hook status GIT_DIR [REF]",
+	  "The git post-receive hook: run or queue the pipeline on push.", rn_cmd_hook_help },
+	{ "plugins", rn_cmd_plugins, "plugins list [--plugin-dir DIR]...",
+	  "Show the step plugins found (runner-step-NAME executables).", rn_cmd_plugins_help },
 	{ "version", cmd_version, "version", "Print the version.", NULL },
 	{ "help", cmd_help, "help [COMMAND]", "Show the commands, or one command's options.", NULL },
 	{ "__step", cmd_step, "__step KIND FILE", "(internal) run a built-in step kind", NULL },
+	{ "__job", rn_cmd_job, "__job DIR", "(internal) run one leased job of an agent", NULL },
 };
 
 static const command *find_command(const char *name)
@@ -374,5 +397,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "runner: unknown command '%s' (see 'runner help')\n", argv[1]);
 		return EXIT_USAGE;
 	}
+	/* --help of the commands that live in their own modules (the others parse it themselves) */
+	if (c->help && c->fn != cmd_run && c->fn != cmd_graph && wants_help(c, argc - 1, argv + 1) >= 0)
+		return EXIT_OK;
 	return c->fn(argc - 1, argv + 1);
 }
