@@ -207,3 +207,66 @@ void rn_strv_free(char **v)
 		free(v[i]);
 	free(v);
 }
+
+int rn_context_job_decide(int *run, const char **reason, const rn_pipeline *p, const rn_gnode *n, json_t *needs,
+			  int any_bad, json_t *secrets, json_t *git, const char *run_id, const char *workspace)
+{
+	*run = !any_bad;
+	*reason = any_bad ? "a needed job did not succeed" : NULL;
+	if (!n->job->if_cond)
+		return 0; /* success(): every need succeeded; only a condition needs the contexts */
+	json_t *ctx = rn_context_job(p, n, secrets, git, needs, run_id, workspace);
+	rn_expr_env ee = { .ctx = ctx, .failed = any_bad, .cancelled = 0, .workspace = workspace };
+	int rc = 0;
+	/* a job's `if` sees the pipeline's env (the job's own env belongs to its steps) */
+	if (rn_context_set_env(ctx, &p->env, NULL, NULL, NULL, &ee) < 0)
+		rc = RN_EINVALID;
+	if (rc == 0 && rn_expr_condition(run, n->job->if_cond, &ee) < 0) {
+		*run = 0;
+		rc = RN_EINVALID;
+	}
+	json_decref(ctx);
+	if (rc < 0)
+		*run = 0;
+	if (!*run)
+		*reason = any_bad && rc == 0 ? "a needed job did not succeed" : "condition is false";
+	return rc;
+}
+
+rn_status rn_status_parse(const char *s)
+{
+	for (int st = RN_ST_PENDING; s && st <= RN_ST_TIMED_OUT; st++)
+		if (strcmp(s, rn_status_name((rn_status)st)) == 0)
+			return (rn_status)st;
+	return RN_ST_PENDING;
+}
+
+static rn_status worse(rn_status a, rn_status b)
+{
+	static const int rank[] = { [RN_ST_SUCCESS] = 0, [RN_ST_SKIPPED] = 1, [RN_ST_CANCELLED] = 2,
+				    [RN_ST_FAILURE] = 3, [RN_ST_TIMED_OUT] = 4, [RN_ST_PENDING] = 0,
+				    [RN_ST_RUNNING] = 0 };
+	return rank[b] > rank[a] ? b : a;
+}
+
+void rn_context_needs_record(json_t *needs, const char *job_id, rn_status result, json_t *outputs)
+{
+	json_t *prev = json_object_get(needs, job_id);
+	if (!prev) {
+		json_object_set_new(needs, job_id,
+				    json_pack("{s:s, s:o}", "result", rn_status_name(result),
+					      "outputs", outputs ? json_deep_copy(outputs) : json_object()));
+		return;
+	}
+	rn_status old = rn_status_parse(json_string_value(json_object_get(prev, "result")));
+	if (old == RN_ST_PENDING)
+		old = RN_ST_SUCCESS;
+	json_t *o = json_object_get(prev, "outputs");
+	if (!json_is_object(o)) {
+		o = json_object();
+		json_object_set_new(prev, "outputs", o);
+	}
+	if (outputs)
+		json_object_update(o, outputs);
+	json_object_set_new(prev, "result", json_string(rn_status_name(worse(old, result))));
+}

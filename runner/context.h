@@ -3,6 +3,7 @@
 #ifndef RN_CONTEXT_H
 #define RN_CONTEXT_H
 
+#include "event.h"
 #include "expr.h"
 #include "graph.h"
 #include "model.h"
@@ -30,6 +31,19 @@ int rn_context_expand(char **out, const char *s, const rn_expr_env *ee);
  * frees with rn_strv_free. */
 char **rn_context_environ(char *const *base, json_t *env, const char *const *extra, size_t nextra,
 			  json_t *path_prepend);
+/* Decide whether job instance n runs now that its needs are finished (the one rule of the engine
+ * and the server): evaluates its `if:` (NULL = success()) with needs (job id -> {result,
+ * outputs}, borrowed), any_bad (a need failed and did not continue-on-error) and the other
+ * contexts (borrowed; workspace may be NULL). *run gets 1 or 0, *reason a static text when 0.
+ * <0 with rn_error_last() for a bad condition (then *run is 0). */
+int rn_context_job_decide(int *run, const char **reason, const rn_pipeline *p, const rn_gnode *n, json_t *needs,
+			  int any_bad, json_t *secrets, json_t *git, const char *run_id, const char *workspace);
+/* Record a finished job instance in needs (object job id -> {result, outputs}): the results of
+ * matrix siblings combine to the worse one, their outputs merge (outputs borrowed, may be NULL). */
+void rn_context_needs_record(json_t *needs, const char *job_id, rn_status result, json_t *outputs);
+/* The status named s ("success", "timed out", ...), or RN_ST_PENDING if none. */
+rn_status rn_status_parse(const char *s);
+
 /* Free a NULL-terminated vector of malloc'd strings (NULL is fine). */
 void rn_strv_free(char **v);
 

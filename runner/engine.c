@@ -797,14 +797,6 @@ static void cleanup_temp(engine *e, jobrun *j)
 	}
 }
 
-static rn_status worse(rn_status a, rn_status b)
-{
-	static const int rank[] = { [RN_ST_SUCCESS] = 0, [RN_ST_SKIPPED] = 1, [RN_ST_CANCELLED] = 2,
-				    [RN_ST_FAILURE] = 3, [RN_ST_TIMED_OUT] = 4, [RN_ST_PENDING] = 0,
-				    [RN_ST_RUNNING] = 0 };
-	return rank[b] > rank[a] ? b : a;
-}
-
 static void cancel_job(engine *e, jobrun *j, rn_status st, const char *reason);
 
 /* The job instance is over: publish its result and outputs, free its slot, wake its users. */
@@ -833,21 +825,8 @@ static void job_finish(engine *e, jobrun *j, rn_status status, const char *reaso
 		}
 	}
 	rn_status result = counts || !rn_status_failed(status) ? status : RN_ST_SUCCESS;
-	json_t *prev = json_object_get(e->needs, j->job->id);
-	if (prev) {
-		rn_status old = RN_ST_SUCCESS;
-		const char *r = json_string_value(json_object_get(prev, "result"));
-		for (int s = RN_ST_SUCCESS; s <= RN_ST_TIMED_OUT; s++)
-			if (r && strcmp(r, rn_status_name((rn_status)s)) == 0)
-				old = (rn_status)s;
-		result = worse(old, result);
-		json_object_update(json_object_get(prev, "outputs"), outputs);
-		json_object_set_new(prev, "result", json_string(rn_status_name(result)));
-		json_decref(outputs);
-	} else {
-		json_object_set_new(e->needs, j->job->id,
-				    json_pack("{s:s, s:o}", "result", rn_status_name(result), "outputs", outputs));
-	}
+	rn_context_needs_record(e->needs, j->job->id, result, outputs);
+	json_decref(outputs);
 	rn_event ev = { .type = RN_EV_JOB_FINISHED, .job = j->g->name, .job_id = j->job->id, .step_index = -1,
 			.nsteps = (int)j->job->nsteps, .attempt = j->attempt, .max_attempts = j->max_attempts,
 			.status = status, .continue_on_error = rn_status_failed(status) && !counts, .reason = reason,
@@ -926,37 +905,28 @@ static void job_ready(engine *e, jobrun *j)
 			   j->cancel ? j->cancel_reason : "the run was cancelled");
 		return;
 	}
-	/* evaluate `if` against the needs' results */
-	int any_bad = 0;
-	for (size_t k = 0; k < j->g->ndeps; k++) {
-		jobrun *d = &e->jobs[j->g->deps[k]];
-		if (!e->g->nodes[j->g->deps[k]].selected)
-			continue;
-		int ok = d->status == RN_ST_SUCCESS || (rn_status_failed(d->status) && d->job->continue_on_error);
-		any_bad |= !ok;
-	}
-	/* no `if`: success(), i.e. every need succeeded; only a condition needs the contexts */
-	int run = !any_bad;
-	if (j->job->if_cond) {
-		json_t *needs = needs_of(e, j->job);
-		json_t *ctx = rn_context_job(e->o->pipeline, j->g, e->o->secrets, e->o->git, needs, e->o->run_id,
-					     e->o->workspace);
-		json_decref(needs);
-		rn_expr_env ee = { .ctx = ctx, .failed = any_bad, .cancelled = 0, .workspace = e->o->workspace };
-		/* a job's `if` sees the pipeline's env (the job's own env belongs to its steps) */
-		if (rn_context_set_env(ctx, &e->o->pipeline->env, NULL, NULL, NULL, &ee) < 0)
-			message(e, j, "%s", rn_error_last());
-		if (rn_expr_condition(&run, j->job->if_cond, &ee) < 0) {
-			message(e, j, "bad condition: %s", rn_error_last());
-			run = 0;
+	/* evaluate `if` against the needs' results (unless the coordinator decided already) */
+	int any_bad = 0, run = 1;
+	const char *why = NULL;
+	if (!e->o->decided) {
+		for (size_t k = 0; k < j->g->ndeps; k++) {
+			jobrun *d = &e->jobs[j->g->deps[k]];
+			if (!e->g->nodes[j->g->deps[k]].selected)
+				continue;
+			int ok = d->status == RN_ST_SUCCESS || (rn_status_failed(d->status) && d->job->continue_on_error);
+			any_bad |= !ok;
 		}
-		json_decref(ctx);
+		json_t *needs = needs_of(e, j->job);
+		if (rn_context_job_decide(&run, &why, e->o->pipeline, j->g, needs, any_bad, e->o->secrets, e->o->git,
+					  e->o->run_id, e->o->workspace) < 0)
+			message(e, j, "bad condition: %s", rn_error_last());
+		json_decref(needs);
 	}
 	if (!run) {
-		job_finish(e, j, RN_ST_SKIPPED, any_bad ? "a needed job did not succeed" : "condition is false");
+		job_finish(e, j, RN_ST_SKIPPED, why);
 		return;
 	}
-	if (e->stopping && !job_wants_always(j->job)) {
+	if (e->stopping && !e->o->decided && !job_wants_always(j->job)) {
 		job_finish(e, j, RN_ST_SKIPPED, "an earlier job failed");
 		return;
 	}
@@ -1179,7 +1149,7 @@ int rn_engine_run(const rn_engine_opts *o, rn_engine_result *res)
 	e.jobs = rn_xcalloc(e.g->n + 1, sizeof(*e.jobs));
 	e.runnable = rn_xcalloc(e.g->n + 1, sizeof(*e.runnable));
 	e.woken = rn_xcalloc(e.g->n + 1, sizeof(*e.woken));
-	e.needs = json_object();
+	e.needs = o->needs_preset ? json_deep_copy(o->needs_preset) : json_object();
 	e.extra_env = json_object();
 	e.notices = json_object();
 	e.buf = rn_xmalloc(65536);
@@ -1281,6 +1251,7 @@ int rn_engine_run(const rn_engine_opts *o, rn_engine_result *res)
 	}
 	res->status = e.cancelled ? RN_ST_CANCELLED : e.failed ? RN_ST_FAILURE : RN_ST_SUCCESS;
 	res->signal = e.cancel_sig;
+	res->needs = json_incref(e.needs);
 	rn_event end = { .type = RN_EV_RUN_FINISHED, .step_index = -1, .status = res->status,
 			 .duration_ms = rn_now_ms() - run_start };
 	emit(&e, &end);

@@ -35,11 +35,17 @@ typedef struct rn_engine_opts {
 	int handle_signals;            /* 1: SIGINT/SIGTERM/SIGHUP cancel the run (a second SIGINT kills) */
 	int cancel_fd;                 /* readable = cancel the run (e.g. a pipe from the agent); -1: none */
 	const struct rn_sandbox_caps *sandbox_caps; /* from rn_sandbox_probe; NULL: no sandbox at all */
+	json_t *needs_preset;          /* job id -> {result, outputs} of jobs finished elsewhere (an agent's
+	                                * job: from the server), borrowed; NULL: none */
+	int decided;                   /* 1: selected jobs run without re-evaluating `if:` and needs (the
+	                                * coordinator decided that they run) */
 } rn_engine_opts;
 
 typedef struct rn_engine_result {
 	rn_status status; /* success, failure or cancelled */
 	int signal;       /* the signal that cancelled the run, or 0 */
+	json_t *needs;    /* job id -> {result, outputs} after the run: a new reference the caller
+	                   * releases (json_decref), NULL when rn_engine_run failed */
 } rn_engine_result;
 
 /* Run to the end. Returns 0 (the outcome is in *res) or <0 with rn_error_last() when the loop

@@ -250,6 +250,23 @@ int rn_graph_build(rn_graph *g, const rn_pipeline *p, rn_diags *d)
 	return d->errors > errors ? RN_EINVALID : 0;
 }
 
+int rn_graph_select_one(rn_graph *g, const char *name)
+{
+	size_t found = g->n;
+	for (size_t i = 0; i < g->n && found == g->n; i++)
+		if (strcmp(g->nodes[i].name, name) == 0)
+			found = i;
+	if (found == g->n) {
+		rn_error_set("no job instance named '%s'", name);
+		return RN_ENOTFOUND;
+	}
+	for (size_t i = 0; i < g->n; i++) {
+		g->nodes[i].selected = i == found;
+		g->nodes[i].pending = 0;
+	}
+	return 0;
+}
+
 int rn_graph_select(rn_graph *g, const char *const *ids, size_t nids)
 {
 	if (nids == 0)

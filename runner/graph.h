@@ -42,6 +42,9 @@ int rn_graph_build(rn_graph *g, const rn_pipeline *p, rn_diags *d);
  * selects one) and everything they need, transitively; pending counts only selected deps.
  * RN_ENOTFOUND with rn_error_last() naming an id that matches nothing. */
 int rn_graph_select(rn_graph *g, const char *const *ids, size_t nids);
+/* Select exactly the instance named name (an instance name, or a job id without matrix), nothing
+ * it needs, with pending 0 (an agent runs one job of a pipeline). RN_ENOTFOUND if none. */
+int rn_graph_select_one(rn_graph *g, const char *name);
 /* Indexes of selected nodes in a dependency order (each after all it needs); caller frees. */
 size_t *rn_graph_order(const rn_graph *g, size_t *n);
 /* Print the selected graph in a format; 0 or RN_EIO. */

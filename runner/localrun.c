@@ -252,8 +252,10 @@ int rn_local_run(const rn_local_opts *o)
 		.cancel_fd = -1,
 		.sandbox_caps = o->no_sandbox ? NULL : &caps,
 	};
-	rn_engine_result res = { RN_ST_FAILURE, 0 };
-	if (rn_engine_run(&eo, &res) < 0) {
+	rn_engine_result res = { RN_ST_FAILURE, 0, NULL };
+	int erc = rn_engine_run(&eo, &res);
+	json_decref(res.needs);
+	if (erc < 0) {
 		fprintf(stderr, "runner run: %s\n", rn_error_last());
 		exit_code = EXIT_INFRA;
 	} else if (res.signal) {

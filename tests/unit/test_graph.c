@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "context.h"
 #include "error.h"
 #include "graph.h"
 #include "workflow.h"
@@ -136,6 +137,60 @@ static char *print(const rn_graph *g, rn_graph_format fmt)
 	return out;
 }
 
+/* An agent runs one instance: nothing it needs is selected, and it is ready at once. */
+static void select_one_instance(void **state)
+{
+	(void)state;
+	gfix f;
+	build(&f, "jobs:\n  a: {steps: [{run: x}]}\n  b:\n    needs: a\n    matrix: {cc: [gcc, clang]}\n"
+		  "    steps: [{run: x}]\n  c: {needs: b, steps: [{run: x}]}\n");
+	assert_int_equal(rn_graph_select_one(&f.g, "b (clang)"), 0);
+	size_t nsel = 0;
+	for (size_t i = 0; i < f.g.n; i++) {
+		nsel += f.g.nodes[i].selected;
+		assert_int_equal(f.g.nodes[i].pending, 0);
+	}
+	assert_int_equal(nsel, 1);
+	assert_true(node(&f.g, "b (clang)")->selected);
+	assert_false(node(&f.g, "a")->selected);
+	assert_int_equal(rn_graph_select_one(&f.g, "b"), RN_ENOTFOUND); /* a job id with a matrix is no instance */
+	assert_int_equal(rn_graph_select_one(&f.g, "nope"), RN_ENOTFOUND);
+	done(&f);
+}
+
+/* The shared job decision of the engine and the server: `if:` against the needs' results. */
+static void decide_and_record(void **state)
+{
+	(void)state;
+	gfix f;
+	build(&f, "env: {X: '1'}\njobs:\n  a: {steps: [{run: x}]}\n  b: {needs: a, steps: [{run: x}]}\n"
+		  "  c: {needs: a, if: \"failure() && env.X == '1'\", steps: [{run: x}]}\n"
+		  "  d: {needs: a, if: \"needs.a.outputs.v == 'y'\", steps: [{run: x}]}\n");
+	json_t *needs = json_object();
+	json_t *out = json_pack("{s:s}", "v", "y");
+	rn_context_needs_record(needs, "a", RN_ST_SUCCESS, out);
+	rn_context_needs_record(needs, "a", RN_ST_FAILURE, NULL); /* a matrix sibling failed: the worse wins */
+	assert_string_equal(json_string_value(json_object_get(json_object_get(needs, "a"), "result")), "failure");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(needs, "a"), "outputs"), "v")), "y");
+	int run = -1;
+	const char *why = NULL;
+	assert_int_equal(rn_context_job_decide(&run, &why, f.p, node(&f.g, "b"), needs, 1, NULL, NULL, "1", NULL), 0);
+	assert_int_equal(run, 0);
+	assert_string_equal(why, "a needed job did not succeed");
+	assert_int_equal(rn_context_job_decide(&run, &why, f.p, node(&f.g, "c"), needs, 1, NULL, NULL, "1", NULL), 0);
+	assert_int_equal(run, 1);
+	assert_int_equal(rn_context_job_decide(&run, &why, f.p, node(&f.g, "c"), needs, 0, NULL, NULL, "1", NULL), 0);
+	assert_int_equal(run, 0);
+	assert_string_equal(why, "condition is false");
+	assert_int_equal(rn_context_job_decide(&run, &why, f.p, node(&f.g, "d"), needs, 0, NULL, NULL, "1", NULL), 0);
+	assert_int_equal(run, 1);
+	assert_int_equal(rn_status_parse("timed out"), RN_ST_TIMED_OUT);
+	assert_int_equal(rn_status_parse("bogus"), RN_ST_PENDING);
+	json_decref(out);
+	json_decref(needs);
+	done(&f);
+}
+
 static void printers(void **state)
 {
 	gfix f;
@@ -182,6 +237,8 @@ int main(void)
 		cmocka_unit_test(matrix_value_types),
 		cmocka_unit_test(counters_and_edges),
 		cmocka_unit_test(select_closure),
+		cmocka_unit_test(select_one_instance),
+		cmocka_unit_test(decide_and_record),
 		cmocka_unit_test(printers),
 		cmocka_unit_test(wide_graph_is_fast),
 	};
