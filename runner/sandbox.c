@@ -886,6 +886,7 @@ int rn_sandbox_probe(rn_sandbox_caps *caps)
 		snprintf(caps->libseccomp, sizeof(caps->libseccomp), "%u.%u.%u", v->major, v->minor, v->micro);
 
 	struct probe_res r;
+	memset(&r, 0, sizeof(r));
 	int rc = -1;
 	if (caps->uid == 0) {
 		rc = probe_run(&r, 0, caps->uid, caps->gid);

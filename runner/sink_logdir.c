@@ -279,7 +279,7 @@ static int logdir_close(rn_sink *sink)
 	}
 	int rc = 0;
 	if (l->error) {
-		rc = rn_error_set("log directory %s: %s", l->dir, l->error);
+		rn_error_set("log directory %s: %s", l->dir, l->error);
 		rc = RN_EIO;
 	}
 	rn_runrec_free(&l->run);

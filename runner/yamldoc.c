@@ -322,6 +322,13 @@ int rn_yaml_load(rn_node **root, const char *data, size_t len, rn_arena *arena, 
 		}
 		case YAML_SEQUENCE_END_EVENT:
 		case YAML_MAPPING_END_EVENT: {
+			if (l.depth == 0 || !l.stack) { /* libyaml pairs start and end events; never trust it blindly */
+				rn_diag_error(d, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+					      "unbalanced YAML collection end");
+				l.failed = 1;
+				done = 1;
+				break;
+			}
 			frame f = l.stack[--l.depth];
 			if (f.node->kind == RN_NODE_MAP)
 				finish_map(&l, &f);
