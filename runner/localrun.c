@@ -8,6 +8,7 @@
 #include "graph.h"
 #include "kvfile.h"
 #include "mask.h"
+#include "plugin.h"
 #include "sandbox.h"
 #include "util.h"
 #include "workflow.h"
@@ -155,6 +156,9 @@ int rn_local_run(const rn_local_opts *o)
 	size_t nsinks = 0;
 	FILE *console = o->json ? stderr : stdout;
 
+	/* step plugins: found and checked now (a missing one is an invalid workflow), and found
+	 * again where each plugin step starts */
+	rn_plugin_setup(o->plugin_dirs, o->nplugin_dirs, RN_PLUGINS_REQUIRED);
 	int rc = rn_workflow_load(&p, o->file, &d);
 	if (rc == 0)
 		rc = rn_graph_build(&g, p, &d);

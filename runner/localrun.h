@@ -25,9 +25,12 @@ typedef struct rn_local_opts {
 	int no_sandbox;
 	int keep_going;
 	int color;                      /* -1 auto (TTY and no NO_COLOR), 0 off */
+	const char *const *plugin_dirs; /* --plugin-dir DIRs, searched first for step plugins */
+	size_t nplugin_dirs;
 } rn_local_opts;
 
-/* Run the pipeline; returns the process exit status of the contract: 0 success, 1 a job
+/* Run the pipeline (setting the process-wide step plugin search path, plugin.h, from
+ * plugin_dirs, with plugins required and checked); returns the process exit status of the contract: 0 success, 1 a job
  * failed, 2 usage/invalid workflow, 3 infrastructure error, 130/143 interrupted. Problems are
  * printed on stderr. */
 int rn_local_run(const rn_local_opts *o);

@@ -94,16 +94,37 @@ static int cmd_help(int argc, char **argv)
 static int cmd_validate(int argc, char **argv)
 {
 	const command *c = find_command("validate");
-	static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+	enum { O_PLUGIN_DIR = 256, O_PLUGINS_OPTIONAL };
+	static const struct option opts[] = {
+		{ "plugin-dir", required_argument, NULL, O_PLUGIN_DIR },
+		{ "plugins-optional", no_argument, NULL, O_PLUGINS_OPTIONAL },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char **plugin_dirs = rn_xcalloc((size_t)argc + 1, sizeof(*plugin_dirs));
+	size_t nplugin_dirs = 0;
+	rn_plugin_checks checks = RN_PLUGINS_REQUIRED;
 	int ch;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		if (ch == O_PLUGIN_DIR) {
+			plugin_dirs[nplugin_dirs++] = optarg;
+			continue;
+		}
+		if (ch == O_PLUGINS_OPTIONAL) {
+			checks = RN_PLUGINS_OPTIONAL;
+			continue;
+		}
+		free(plugin_dirs);
 		if (ch == 'h') {
 			print_help(stdout, c);
 			return EXIT_OK;
 		}
 		return usage_error(c, "unknown option %s", argv[optind - 1]);
 	}
+	/* plugin steps: the plugin must be installed, its --describe schema checks the inputs */
+	rn_plugin_setup(plugin_dirs, nplugin_dirs, checks);
+	free(plugin_dirs);
 	if (optind >= argc)
 		return usage_error(c, "no workflow file given");
 	int worst = EXIT_OK;
@@ -204,7 +225,7 @@ static int cmd_run(int argc, char **argv)
 {
 	const command *c = find_command("run");
 	enum { O_ENV = 256, O_SECRET, O_SECRET_FILE, O_WORKDIR, O_CLEAN, O_LOGDIR, O_JSON, O_JUNIT, O_DRY,
-	       O_NOSANDBOX, O_KEEPGOING, O_NOCOLOR, O_JOB, O_SANDBOXINFO };
+	       O_NOSANDBOX, O_KEEPGOING, O_NOCOLOR, O_JOB, O_SANDBOXINFO, O_PLUGIN_DIR };
 	static const struct option opts[] = {
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "job", required_argument, NULL, O_JOB },
@@ -221,13 +242,16 @@ static int cmd_run(int argc, char **argv)
 		{ "sandbox-info", no_argument, NULL, O_SANDBOXINFO },
 		{ "keep-going", no_argument, NULL, O_KEEPGOING },
 		{ "no-color", no_argument, NULL, O_NOCOLOR },
+		{ "plugin-dir", required_argument, NULL, O_PLUGIN_DIR },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	size_t cap = (size_t)argc + 1;
 	const char **jobs = rn_xcalloc(cap, sizeof(char *)), **env = rn_xcalloc(cap, sizeof(char *));
 	const char **secrets = rn_xcalloc(cap, sizeof(char *)), **files = rn_xcalloc(cap, sizeof(char *));
-	rn_local_opts o = { .jobs = jobs, .env = env, .secrets = secrets, .secret_files = files, .color = -1 };
+	const char **plugin_dirs = rn_xcalloc(cap, sizeof(char *));
+	rn_local_opts o = { .jobs = jobs, .env = env, .secrets = secrets, .secret_files = files, .color = -1,
+			    .plugin_dirs = plugin_dirs };
 	int ch, rc = -1;
 	char *end;
 	optind = 1;
@@ -286,6 +310,9 @@ static int cmd_run(int argc, char **argv)
 		case O_NOCOLOR:
 			o.color = 0;
 			break;
+		case O_PLUGIN_DIR:
+			plugin_dirs[o.nplugin_dirs++] = optarg;
+			break;
 		default:
 			rc = usage_error(c, "unknown option %s", argv[optind - 1]);
 			break;
@@ -303,6 +330,7 @@ static int cmd_run(int argc, char **argv)
 	free(env);
 	free(secrets);
 	free(files);
+	free(plugin_dirs);
 	return rc;
 }
 
@@ -333,9 +361,14 @@ static const command commands[] = {
 	  "      --no-sandbox     run steps without the sandbox (also `sandbox: false` in the workflow)\n"
 	  "      --sandbox-info   show what the step sandbox can enforce on this machine, and exit\n"
 	  "      --keep-going     after a failure, still start jobs that do not depend on it\n"
-	  "      --no-color       no colours (also when NO_COLOR is set)\n" },
+	  "      --no-color       no colours (also when NO_COLOR is set)\n"
+	  "      --plugin-dir D   search D first for step plugins (runner-step-NAME); repeatable\n" },
 	{ "validate", cmd_validate, "validate FILE...",
-	  "Parse and check workflow files without running anything; one line per problem.", NULL },
+	  "Parse and check workflow files without running anything; one line per problem.",
+	  "options:\n"
+	  "      --plugin-dir DIR    search DIR first for step plugins (runner-step-NAME); repeatable\n"
+	  "      --plugins-optional  a step plugin that is not installed is a warning, not an error\n"
+	  "                          (e.g. where the agents that run the workflow have it)\n" },
 	{ "graph", cmd_graph, "graph [--format text|dot|mermaid] [--job ID]... FILE",
 	  "Print the expanded job/step graph.",
 	  "options:\n"

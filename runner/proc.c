@@ -1,339 +1,52 @@
-/* proc.c - run one step as a contained process tree (see proc.h for the design).
- *
- * Layout of one step:
+/* proc.c - run one step as a contained process tree: the runner's side (see proc.h for the
+ * design, shim.c for the shim itself and shimd.c for the fork server).
  *
  *   runner (child subreaper)
- *     shim        forked by rn_proc_start; child subreaper; never execs; only async-signal-safe
- *       command   started by the shim (vfork-like clone); setsid(); stdio set up; execve
- *         ...     whatever the command starts; orphans are re-parented to the shim
+ *     runner-shim       the fork server (started at the first unsandboxed step); subreaper
+ *       shim            one per step, forked by the server, or by the runner (sandbox, fallback)
+ *         command ...   the step's tree
  *
- * Everything the shim and the command child need (resolved program path, argv for the ENOEXEC
- * fallback, environment) is built before the fork. After the fork, code in this file runs only
- * async-signal-safe functions (raw syscalls, no malloc, no stdio) on static or stack buffers.
- *
- * The status pipe carries one "started" byte (written once the command was exec'd or failed to)
- * and then one fixed-size struct report. The command child is started with
- * clone(CLONE_VM | CLONE_VFORK) (see cmd_child), so the shim resumes only after the exec or its
- * failure, and the errno of a failure comes back through shared memory instead of a pipe.
- *
- * The tree is found by reading /proc/PID/task/TID/children recursively from the shim (cheap:
- * the shim's own list is one small file). Kernels without CONFIG_PROC_CHILDREN fall back to
- * scanning /proc/N/stat for parent pids. */
+ * rn_proc_start prepares everything the shim needs (resolved program, argv, environment) and
+ * either sends it to the fork server with the step's fds, or forks the shim itself. Both paths
+ * end the same way: the shim writes its START byte once the command was exec'd (or failed to),
+ * and its report when the tree is gone. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "proc.h"
 #include "sandbox.h"
+#include "shim.h"
 #include "error.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
 #endif
 
-/* Code that runs in the vfork-like command child, on a stack ASan does not know: no ASan
- * instrumentation there (it would warn about the stack switch at _exit). */
-#if defined(__has_attribute)
-#if __has_attribute(no_sanitize)
-#define CHILD_CODE __attribute__((no_sanitize("address")))
-#endif
-#endif
-#ifndef CHILD_CODE
-#define CHILD_CODE
-#endif
+#define SERVER_HELLO_MS 5000 /* runner-shim must answer this fast, else steps are forked locally */
+#define SERVER_MAX_FAILURES 3
 
-#define REPORT_MAGIC 0x726e7072u /* "rnpr" */
-#define START_BYTE 'S'
-
-/* What the shim sends on the status pipe after the "started" byte (< PIPE_BUF: one atomic write). */
-struct report {
-	uint32_t magic;
-	int32_t wstatus;    /* wait status of the command, -1 if it was never reaped */
-	int32_t exec_errno; /* errno of a failed start, else 0 */
-	int32_t fail_stage; /* enum rn_proc_fail */
-	int32_t survivors;  /* tree processes found alive after the command ended */
-	int32_t pad;
-	int64_t utime_us, stime_us, maxrss_kb;
-};
-
-/* Everything the shim needs, prepared by the caller before fork (the shim gets a copy). */
-struct shim_ctx {
-	pid_t parent;            /* the runner's pid, to detect that it died before PDEATHSIG was set */
-	const char *path;        /* program to execve, NULL if the PATH lookup failed */
-	int path_errno;          /* errno of the failed lookup */
-	char *const *argv;       /* the command's argv */
-	char *const *sh_argv;    /* "/bin/sh" path argv[1..]: the ENOEXEC fallback, like execvp */
-	char *const *envp;       /* the command's environment */
-	const char *dir;         /* working directory or NULL */
-	int in_fd, out_fd;       /* -1: /dev/null */
-	int status_w;            /* write end of the status pipe */
-	int children_file;       /* /proc/PID/task/TID/children exists */
-	const rn_sandbox_plan *sandbox; /* prepared by the runner, or NULL */
-};
-
-/* ---- async-signal-safe helpers (used by the shim and the command child, and by the runner) */
-
-/* Scratch space for tree walks: the shim uses its own copy-on-write copy after fork, the runner
- * uses it from rn_proc_reap_strays/rn_proc_finish (single-threaded use only). */
-#define TREE_MAX 8192
-#define SCAN_MAX 16384
-#define SEEN_MAX 1024
-static pid_t g_tree[TREE_MAX];
-static pid_t g_scan_pid[SCAN_MAX], g_scan_ppid[SCAN_MAX];
-
-/* 1 if /proc/PID/task/TID/children exists, 0 if not, -1 unknown; probed in the runner. */
-static int g_children_file = -1;
-
-static char *put_str(char *p, const char *s)
-{
-	while (*s)
-		*p++ = *s++;
-	return p;
-}
-
-static char *put_num(char *p, long v)
-{
-	char tmp[24];
-	int n = 0;
-	if (v < 0)
-		v = 0;
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0);
-	while (n > 0)
-		*p++ = tmp[--n];
-	return p;
-}
-
-/* The pid in a decimal directory name, or -1. */
-static pid_t parse_pid(const char *s)
-{
-	long v = 0;
-	if (!*s)
-		return -1;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9' || v > 100000000)
-			return -1;
-		v = v * 10 + (*s - '0');
-	}
-	return v > 0 ? (pid_t)v : -1;
-}
-
-/* Append the pids of a space-separated /proc children file (opened relative to dfd) to
- * out[*n..max). 0, or -1 if the file cannot be opened (the task is gone). */
-static int read_pid_list(int dfd, const char *path, pid_t *out, size_t *n, size_t max)
-{
-	int fd = openat(dfd, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	char buf[512];
-	long cur = -1;
-	for (;;) {
-		ssize_t k = read(fd, buf, sizeof(buf));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		for (ssize_t i = 0; i < k; i++) {
-			char c = buf[i];
-			if (c >= '0' && c <= '9') {
-				cur = (cur < 0 ? 0 : cur * 10) + (c - '0');
-			} else if (cur >= 0) {
-				if (*n < max)
-					out[(*n)++] = (pid_t)cur;
-				cur = -1;
-			}
-		}
-	}
-	if (cur >= 0 && *n < max)
-		out[(*n)++] = (pid_t)cur;
-	close(fd);
-	return 0;
-}
-
-/* Append the children of every thread of pid to out[*n..max) (single: pid has one thread, so
- * only /proc/PID/task/PID/children is read). 0, or -1 if pid is gone. */
-static int children_of(pid_t pid, int single, pid_t *out, size_t *n, size_t max)
-{
-	char path[64], *p;
-	if (single) {
-		p = put_str(path, "/proc/");
-		p = put_num(p, pid);
-		p = put_str(p, "/task/");
-		p = put_num(p, pid);
-		p = put_str(p, "/children");
-		*p = '\0';
-		return read_pid_list(AT_FDCWD, path, out, n, max);
-	}
-	p = put_str(path, "/proc/");
-	p = put_num(p, pid);
-	p = put_str(p, "/task");
-	*p = '\0';
-	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -1;
-	char dbuf[1024] __attribute__((aligned(8)));
-	for (;;) {
-		long k = syscall(SYS_getdents64, dfd, dbuf, sizeof(dbuf));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		for (long off = 0; off < k;) {
-			/* struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[] */
-			unsigned short reclen;
-			memcpy(&reclen, dbuf + off + 16, sizeof(reclen));
-			const char *name = dbuf + off + 19;
-			off += reclen;
-			if (reclen == 0)
-				break;
-			if (parse_pid(name) < 0)
-				continue;
-			p = put_str(path, name);
-			p = put_str(p, "/children");
-			*p = '\0';
-			read_pid_list(dfd, path, out, n, max);
-		}
-	}
-	close(dfd);
-	return 0;
-}
-
-/* Parent pid and session of pid from /proc/PID/stat. 0, or -1 if it is gone. */
-static int stat_fields(pid_t pid, pid_t *ppid, pid_t *sid)
-{
-	char path[40], buf[640], *p;
-	p = put_str(path, "/proc/");
-	p = put_num(p, pid);
-	p = put_str(p, "/stat");
-	*p = '\0';
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t k;
-	do
-		k = read(fd, buf, sizeof(buf) - 1);
-	while (k < 0 && errno == EINTR);
-	close(fd);
-	if (k <= 0)
-		return -1;
-	buf[k] = '\0';
-	/* "pid (comm) S ppid pgrp session ..."; comm may contain anything, so use the last ')' */
-	char *e = NULL;
-	for (ssize_t i = 0; i < k; i++)
-		if (buf[i] == ')')
-			e = buf + i;
-	if (!e)
-		return -1;
-	long f[3] = { 0, 0, 0 };
-	int field = -1; /* -1: the state letter */
-	p = e + 1;
-	while (*p && field < 3) {
-		while (*p == ' ')
-			p++;
-		if (!*p)
-			break;
-		if (field >= 0) {
-			long v = 0;
-			while (*p >= '0' && *p <= '9')
-				v = v * 10 + (*p++ - '0');
-			f[field] = v;
-		}
-		while (*p && *p != ' ')
-			p++;
-		field++;
-	}
-	if (field < 3)
-		return -1;
-	if (ppid)
-		*ppid = (pid_t)f[0];
-	if (sid)
-		*sid = (pid_t)f[2];
-	return 0;
-}
-
-/* Fallback without children files: (pid, ppid) of every process into g_scan_*; their count. */
-static size_t scan_all(void)
-{
-	size_t n = 0;
-	int dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return 0;
-	char dbuf[2048] __attribute__((aligned(8)));
-	for (;;) {
-		long k = syscall(SYS_getdents64, dfd, dbuf, sizeof(dbuf));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		for (long off = 0; off < k;) {
-			unsigned short reclen;
-			memcpy(&reclen, dbuf + off + 16, sizeof(reclen));
-			const char *name = dbuf + off + 19;
-			off += reclen;
-			if (reclen == 0)
-				break;
-			pid_t pid = parse_pid(name), ppid;
-			if (pid > 0 && n < SCAN_MAX && stat_fields(pid, &ppid, NULL) == 0) {
-				g_scan_pid[n] = pid;
-				g_scan_ppid[n] = ppid;
-				n++;
-			}
-		}
-	}
-	close(dfd);
-	return n;
-}
-
-/* All descendants of root (root excluded) into out[0..max), parents before children. */
-static size_t walk_tree(pid_t root, int root_single, int children_file, pid_t *out, size_t max)
-{
-	size_t n = 0;
-	if (children_file) {
-		children_of(root, root_single, out, &n, max);
-		for (size_t i = 0; i < n; i++)
-			children_of(out[i], 0, out, &n, max);
-		return n;
-	}
-	size_t all = scan_all();
-	for (size_t j = 0; j < all; j++)
-		if (g_scan_ppid[j] == root && n < max)
-			out[n++] = g_scan_pid[j];
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < all; j++)
-			if (g_scan_ppid[j] == out[i] && n < max)
-				out[n++] = g_scan_pid[j];
-	return n;
-}
-
-static void write_full(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t k = write(fd, p, len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return;
-		p += k;
-		len -= (size_t)k;
-	}
-}
+extern char **environ;
 
 /* Read exactly len bytes unless EOF/error comes first; the bytes read. */
 static size_t read_full(int fd, void *buf, size_t len)
@@ -351,329 +64,7 @@ static size_t read_full(int fd, void *buf, size_t len)
 	return got;
 }
 
-/* close_range(lo, hi, flags), falling back to a close() loop on old kernels. */
-CHILD_CODE static void close_fds(unsigned lo, unsigned hi, unsigned flags)
-{
-	if (lo > hi)
-		return;
-	if (syscall(SYS_close_range, lo, hi, flags) == 0)
-		return;
-	struct rlimit rl;
-	unsigned max = 65536;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < max)
-		max = (unsigned)rl.rlim_cur;
-	if (hi > max)
-		hi = max;
-	for (unsigned fd = lo; fd <= hi; fd++) {
-		if (flags & CLOSE_RANGE_CLOEXEC)
-			fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-		else
-			close((int)fd);
-	}
-}
-
-/* ---- the command child
- *
- * It is started with clone(CLONE_VM | CLONE_VFORK), like glibc's posix_spawn: it runs on its own
- * stack in the shim's memory while the shim is suspended, until it execs or exits. So there is no
- * page-table copy, and a failure (errno and stage) is simply stored in struct cmd_args, which the
- * shim reads when clone returns. The child has its own copy of the fd table, cwd and signal
- * dispositions (no CLONE_FILES/CLONE_FS/CLONE_SIGHAND), so dup2/chdir/sigaction here do not touch
- * the shim. It must not return to the shim's stack frames, and does not: it ends in _exit. */
-
-struct cmd_args {
-	const struct shim_ctx *c;
-	volatile int32_t err;   /* errno of a failed start, written before _exit */
-	volatile int32_t stage; /* enum rn_proc_fail */
-	volatile int32_t sandbox_stage; /* with RN_PROC_FAIL_SANDBOX: the sandbox module's stage */
-};
-
-CHILD_CODE static _Noreturn void cmd_fail(struct cmd_args *a, int err, int stage)
-{
-	a->err = err ? err : EIO;
-	a->stage = stage;
-	_exit(127);
-}
-
-/* fd moved to a number >= 3 (a new CLOEXEC copy) so dup2 onto 0..2 cannot clobber it. */
-CHILD_CODE static int fd_above_stdio(int fd)
-{
-	return fd >= 0 && fd < 3 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : fd;
-}
-
-CHILD_CODE static int cmd_child(void *arg)
-{
-	struct cmd_args *a = arg;
-	const struct shim_ctx *c = a->c;
-	int in = c->in_fd, out = c->out_fd;
-	if (setsid() < 0)
-		cmd_fail(a, errno, RN_PROC_FAIL_SETUP);
-	if (in < 0)
-		in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (out < 0)
-		out = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	if (in < 0 || out < 0)
-		cmd_fail(a, errno, RN_PROC_FAIL_SETUP);
-	in = fd_above_stdio(in);
-	out = fd_above_stdio(out);
-	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-		cmd_fail(a, errno, RN_PROC_FAIL_SETUP);
-	/* every other fd goes at exec */
-	close_fds(3, ~0U, CLOSE_RANGE_CLOEXEC);
-
-	/* the shim ignores these and has every signal blocked; the command gets defaults (all other
-	 * dispositions are already SIG_DFL: the shim reset them) */
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGPIPE, &sa, NULL);
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-
-	if (c->dir && chdir(c->dir) < 0)
-		cmd_fail(a, errno, RN_PROC_FAIL_CHDIR);
-	if (!c->path)
-		cmd_fail(a, c->path_errno, RN_PROC_FAIL_EXEC);
-	if (c->sandbox) {
-		/* rlimits, no_new_privs and the seccomp filter: the last thing before exec */
-		int stage = 0, rc = rn_sandbox_exec_prepare(c->sandbox, &stage);
-		if (rc < 0) {
-			a->sandbox_stage = stage;
-			cmd_fail(a, -rc, RN_PROC_FAIL_SANDBOX);
-		}
-	}
-	execve(c->path, c->argv, c->envp);
-	if (errno == ENOEXEC)
-		execve("/bin/sh", c->sh_argv, c->envp);
-	cmd_fail(a, errno, RN_PROC_FAIL_EXEC);
-}
-
-/* ---- the shim */
-
-struct shim_state {
-	const struct shim_ctx *c;
-	pid_t self;
-	pid_t cmd;         /* the command child */
-	int cmd_done;      /* the command was reaped */
-	int cmd_status;    /* its wait status */
-	int survivors;     /* distinct tree processes found after the command ended */
-	size_t nseen;
-	pid_t seen[SEEN_MAX];
-};
-
-static void shim_note_exit(struct shim_state *s, pid_t w, int st)
-{
-	if (w == s->cmd && !s->cmd_done) {
-		s->cmd_done = 1;
-		s->cmd_status = st;
-	}
-}
-
-/* Reap every exited child without blocking. 1 if children remain, 0 if none (ECHILD). */
-static int shim_reap(struct shim_state *s)
-{
-	for (;;) {
-		int st;
-		pid_t w = waitpid(-1, &st, WNOHANG | __WALL);
-		if (w > 0) {
-			shim_note_exit(s, w, st);
-			continue;
-		}
-		if (w == 0)
-			return 1;
-		if (errno == EINTR)
-			continue;
-		return 0;
-	}
-}
-
-static void shim_count(struct shim_state *s, pid_t pid)
-{
-	if (pid == s->cmd)
-		return;
-	for (size_t i = 0; i < s->nseen; i++)
-		if (s->seen[i] == pid)
-			return;
-	if (s->nseen < SEEN_MAX) { /* beyond that the count stays at SEEN_MAX */
-		s->seen[s->nseen++] = pid;
-		s->survivors++;
-	}
-}
-
-/* SIGTERM to the command's process group and to every process of the tree, then SIGCONT so
- * that stopped processes can act on it (as systemd does). */
-static void shim_term(struct shim_state *s)
-{
-	if (!s->cmd_done)
-		kill(-s->cmd, SIGTERM);
-	size_t n = walk_tree(s->self, 1, s->c->children_file, g_tree, TREE_MAX);
-	for (size_t i = 0; i < n; i++) {
-		kill(g_tree[i], SIGTERM);
-		kill(g_tree[i], SIGCONT);
-	}
-	if (!s->cmd_done)
-		kill(-s->cmd, SIGCONT);
-}
-
-/* SIGKILL every process of the tree and reap, until no child is left. Orphans come back to us
- * (we are their subreaper), so a process forked while we were killing is found next round. */
-static void shim_kill_all(struct shim_state *s)
-{
-	for (;;) {
-		if (!shim_reap(s))
-			return;
-		size_t n = walk_tree(s->self, 1, s->c->children_file, g_tree, TREE_MAX);
-		if (n == 0 && s->c->children_file) /* children left, none listed: ask /proc the slow way */
-			n = walk_tree(s->self, 1, 0, g_tree, TREE_MAX);
-		if (!s->cmd_done)
-			kill(-s->cmd, SIGKILL);
-		for (size_t i = 0; i < n; i++) {
-			shim_count(s, g_tree[i]);
-			kill(g_tree[i], SIGKILL);
-		}
-		/* every child we have is dying now: wait for one, then look again */
-		int st;
-		pid_t w;
-		do
-			w = waitpid(-1, &st, __WALL);
-		while (w < 0 && errno == EINTR);
-		if (w < 0)
-			return;
-		shim_note_exit(s, w, st);
-	}
-}
-
-/* The command could not be started: send the "started" byte and a report saying why, then end
- * the shim (there is no tree to watch). */
-static _Noreturn void shim_start_failed(const struct shim_ctx *c, int err, int stage, int sandbox_stage)
-{
-	struct report fail;
-	memset(&fail, 0, sizeof(fail));
-	fail.magic = REPORT_MAGIC;
-	fail.exec_errno = err;
-	fail.fail_stage = stage;
-	fail.pad = sandbox_stage;
-	fail.wstatus = 127 << 8;
-	char b = START_BYTE;
-	write_full(c->status_w, &b, 1);
-	write_full(c->status_w, &fail, sizeof(fail));
-	_exit(0);
-}
-
-static _Noreturn void shim_main(const struct shim_ctx *c)
-{
-	/* All signals are blocked (the caller blocked them around fork) and stay blocked: the shim
-	 * takes SIGCHLD/SIGTERM/SIGUSR1 with sigwaitinfo and never runs a handler. Dispositions go
-	 * back to default so the runner's handlers cannot run here or in the command before exec;
-	 * SIGINT/SIGHUP are ignored (the runner decides), SIGPIPE too (a dead reader gives EPIPE). */
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	for (int sig = 1; sig < NSIG; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		sa.sa_handler = sig == SIGINT || sig == SIGHUP || sig == SIGPIPE ? SIG_IGN : SIG_DFL;
-		sigaction(sig, &sa, NULL);
-	}
-	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
-		_exit(126);
-	/* in a new pid namespace getppid() is 0: the sandbox checks the runner through a pidfd */
-	if (prctl(PR_SET_PDEATHSIG, SIGUSR1) < 0 || (!c->sandbox && getppid() != c->parent))
-		_exit(126); /* the runner is already gone: start nothing */
-	if (c->sandbox) {
-		/* namespaces, mounts, limits and the seccomp filter, as PID 1 of the step's namespace */
-		int stage = 0, rc = rn_sandbox_setup(c->sandbox, &stage);
-		if (rc < 0)
-			shim_start_failed(c, -rc, RN_PROC_FAIL_SANDBOX, stage);
-	}
-
-	/* keep only stdio (harmless, useful for debugging), the status pipe and the command's fds:
-	 * inherited pipe ends of other steps must not be held open by this shim */
-	int keep[6] = { 0, 1, 2, c->status_w, c->in_fd, c->out_fd };
-	for (int i = 1; i < 6; i++)
-		for (int j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
-			int t = keep[j];
-			keep[j] = keep[j - 1];
-			keep[j - 1] = t;
-		}
-	unsigned lo = 0;
-	for (int i = 0; i < 6; i++) {
-		if (keep[i] < 0 || (unsigned)keep[i] < lo)
-			continue;
-		if ((unsigned)keep[i] > lo)
-			close_fds(lo, (unsigned)keep[i] - 1, 0);
-		lo = (unsigned)keep[i] + 1;
-	}
-	close_fds(lo, ~0U, 0);
-
-	static struct shim_state s; /* static: seen[] is too big for a comfortable stack frame */
-	s.c = c;
-	s.self = getpid();
-	s.cmd_status = -1;
-
-	struct report rep;
-	memset(&rep, 0, sizeof(rep));
-	rep.magic = REPORT_MAGIC;
-
-	/* the command child's stack: static, in the shim's copy of memory (the runner never uses it) */
-	static char cmd_stack[64 * 1024] __attribute__((aligned(64)));
-	static struct cmd_args args;
-	args.c = c;
-	s.cmd = clone(cmd_child, cmd_stack + sizeof(cmd_stack), CLONE_VM | CLONE_VFORK | SIGCHLD,
-		      &args);
-	/* here the command has exec'd, or failed to (and exited) */
-	int clone_errno = errno;
-	/* the tree holds out_fd/in_fd now; our copies would delay EOF for the runner */
-	if (c->in_fd >= 0 && c->in_fd != c->status_w)
-		close(c->in_fd);
-	if (c->out_fd >= 0 && c->out_fd != c->status_w && c->out_fd != c->in_fd)
-		close(c->out_fd);
-	if (s.cmd < 0)
-		shim_start_failed(c, clone_errno, RN_PROC_FAIL_SETUP, 0);
-	if (args.err) {
-		rep.exec_errno = args.err;
-		rep.fail_stage = args.stage;
-		rep.pad = args.sandbox_stage;
-	}
-	char b = START_BYTE;
-	write_full(c->status_w, &b, 1);
-
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGUSR1);
-	for (;;) {
-		int sig = sigwaitinfo(&set, NULL);
-		if (sig == SIGCHLD) {
-			shim_reap(&s);
-			if (s.cmd_done)
-				break;
-		} else if (sig == SIGTERM) {
-			shim_term(&s);
-		} else if (sig == SIGUSR1) {
-			break; /* rn_proc_kill, or the runner died */
-		}
-	}
-	shim_kill_all(&s);
-
-	struct rusage ru;
-	memset(&ru, 0, sizeof(ru));
-	getrusage(RUSAGE_CHILDREN, &ru);
-	rep.wstatus = s.cmd_done ? s.cmd_status : -1;
-	rep.survivors = s.survivors;
-	rep.utime_us = (int64_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec;
-	rep.stime_us = (int64_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
-	rep.maxrss_kb = ru.ru_maxrss;
-	write_full(c->status_w, &rep, sizeof(rep));
-	_exit(0);
-}
-
-/* ---- the runner side */
+/* ---- shims the runner forked itself */
 
 static pid_t *g_shims;
 static size_t g_nshims, g_capshims;
@@ -693,19 +84,307 @@ static void shim_del(pid_t pid)
 		}
 }
 
-static int is_shim(pid_t pid)
+/* ---- the fork server */
+
+enum { SRV_UNTRIED, SRV_UP, SRV_OFF };
+
+static struct {
+	int state;
+	int sock;        /* our end of the socketpair (SRV_UP) */
+	pid_t pid;       /* runner-shim (SRV_UP) */
+	pid_t owner;     /* the process that started it: a forked copy of us must start its own */
+	int failures;    /* servers that died or would not start */
+	char *path;      /* the runner-shim in use or last tried */
+	char why[256];   /* SRV_OFF: why steps are forked locally */
+	char info[PATH_MAX + 64];
+} g_srv = { SRV_UNTRIED, -1, -1, -1, 0, NULL, "", "" };
+
+static int keep_child(pid_t pid, void *arg)
 {
+	(void)arg;
+	if (g_srv.state == SRV_UP && pid == g_srv.pid)
+		return 1;
 	for (size_t i = 0; i < g_nshims; i++)
 		if (g_shims[i] == pid)
 			return 1;
 	return 0;
 }
 
-static int children_file(void)
+static void server_off(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void server_off(const char *fmt, ...)
 {
-	if (g_children_file < 0)
-		g_children_file = access("/proc/thread-self/children", R_OK) == 0;
-	return g_children_file;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(g_srv.why, sizeof(g_srv.why), fmt, ap);
+	va_end(ap);
+	g_srv.state = SRV_OFF;
+}
+
+/* The server is gone or broke the protocol: reap it; it is started again at the next step
+ * unless that happened too often. block: wait for it to exit (it is on its way out). */
+static void server_lost(int block, const char *what)
+{
+	if (g_srv.sock >= 0)
+		close(g_srv.sock);
+	g_srv.sock = -1;
+	if (g_srv.pid > 0) {
+		int st;
+		pid_t w;
+		do
+			w = waitpid(g_srv.pid, &st, block ? 0 : WNOHANG);
+		while (w < 0 && errno == EINTR);
+		if (w == 0) /* still running (it broke the protocol): make sure it goes */
+			kill(g_srv.pid, SIGKILL), waitpid(g_srv.pid, &st, 0);
+	}
+	g_srv.pid = -1;
+	if (++g_srv.failures >= SERVER_MAX_FAILURES)
+		server_off("%s: %s (%d times)", g_srv.path ? g_srv.path : "runner-shim", what, g_srv.failures);
+	else
+		g_srv.state = SRV_UNTRIED;
+}
+
+/* runner-shim next to our executable, or $RUNNER_SHIM. Caller frees; NULL if not found out. */
+static char *server_locate(void)
+{
+	const char *env = getenv("RUNNER_SHIM");
+	if (env && *env)
+		return rn_xstrdup(env);
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	return rn_xasprintf("%s/runner-shim", exe);
+}
+
+/* Start runner-shim and wait for its hello. 0, or -1 with the server off or to be retried. */
+static int server_start(void)
+{
+	free(g_srv.path);
+	g_srv.path = server_locate();
+	if (!g_srv.path) {
+		server_off("cannot find the runner's own executable");
+		return -1;
+	}
+	if (access(g_srv.path, X_OK) < 0) {
+		server_off("%s: %s", g_srv.path, strerror(errno));
+		return -1;
+	}
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		server_off("socketpair: %s", strerror(errno));
+		return -1;
+	}
+	if (sv[1] == RN_SHIMD_FD) { /* dup2 onto itself would leave O_CLOEXEC set */
+		int d = fcntl(sv[1], F_DUPFD_CLOEXEC, RN_SHIMD_FD + 1);
+		close(sv[1]);
+		sv[1] = d;
+	}
+	char pidarg[24];
+	snprintf(pidarg, sizeof(pidarg), "%d", (int)getpid());
+	char *argv[] = { g_srv.path, (char *)"--runner", pidarg, NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t all, none;
+	sigfillset(&all);
+	sigemptyset(&none);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	int rc = sv[1] < 0 ? errno : 0;
+	if (!rc)
+		rc = posix_spawn_file_actions_adddup2(&fa, sv[1], RN_SHIMD_FD);
+	if (!rc)
+		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (!rc)
+		rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	/* no signal may reach it before it blocks them all (a Ctrl-C to the process group, say) */
+	if (!rc)
+		rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	if (!rc)
+		rc = posix_spawnattr_setsigmask(&at, &all);
+	if (!rc)
+		rc = posix_spawnattr_setsigdefault(&at, &all);
+	pid_t pid = -1;
+	if (!rc)
+		rc = posix_spawn(&pid, g_srv.path, &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (rc) {
+		close(sv[0]);
+		server_off("%s: %s", g_srv.path, strerror(rc));
+		return -1;
+	}
+	g_srv.sock = sv[0];
+	g_srv.pid = pid;
+	g_srv.owner = getpid();
+	struct rn_shimd_hello h;
+	struct pollfd pf = { .fd = sv[0], .events = POLLIN };
+	int ready;
+	do
+		ready = poll(&pf, 1, SERVER_HELLO_MS);
+	while (ready < 0 && errno == EINTR);
+	size_t got = ready > 0 ? read_full(sv[0], &h, sizeof(h)) : 0;
+	if (got != sizeof(h) || h.magic != RN_SHIMD_MAGIC || h.version != RN_SHIMD_VERSION ||
+	    h.request_size != sizeof(struct rn_shimd_request) || h.report_size != sizeof(struct rn_shim_report)) {
+		/* not ours (another build), or it could not set up (no pidfds): for good */
+		kill(pid, SIGKILL);
+		server_lost(1, "no valid answer");
+		server_off("%s: %s", g_srv.path,
+			   got == sizeof(h) ? "another version of runner-shim" : "it did not start (no pidfd support?)");
+		return -1;
+	}
+	g_srv.state = SRV_UP;
+	return 0;
+}
+
+/* Send one request (strings of the step; status_w, out, in attached). 1 started (p->pid and
+ * p->pidfd set), 0 not sent (fork locally), -1 with rn_error_last() (the server's fork failed),
+ * -2 the server died after it had the request (the caller must find out whether a shim ran). */
+static int server_request(rn_proc *p, const rn_shim_ctx *c)
+{
+	if (g_srv.state == SRV_UP && g_srv.owner != getpid()) {
+		/* we are a fork of the process that owns the server: drop our copy of its socket */
+		close(g_srv.sock);
+		g_srv.sock = -1;
+		g_srv.pid = -1;
+		g_srv.state = SRV_UNTRIED;
+	}
+	if (g_srv.state == SRV_UNTRIED)
+		server_start();
+	if (g_srv.state != SRV_UP)
+		return 0;
+
+	struct rn_shimd_request rq;
+	memset(&rq, 0, sizeof(rq));
+	rq.magic = RN_SHIMD_MAGIC;
+	size_t len = 0;
+	if (c->path) {
+		rq.flags |= RN_SHIMD_HAVE_PATH;
+		len += strlen(c->path) + 1;
+	}
+	if (c->dir) {
+		rq.flags |= RN_SHIMD_HAVE_DIR;
+		len += strlen(c->dir) + 1;
+	}
+	for (size_t i = 0; c->argv[i]; i++, rq.argc++)
+		len += strlen(c->argv[i]) + 1;
+	for (size_t i = 0; c->envp[i]; i++, rq.envc++)
+		len += strlen(c->envp[i]) + 1;
+	if (len > RN_SHIMD_MAX_REQUEST)
+		return 0; /* exec would refuse it anyway: let the local path say so */
+	rq.len = (uint32_t)len;
+	rq.path_errno = c->path_errno;
+	int fds[3], nfds = 0;
+	fds[nfds++] = c->status_w;
+	if (c->out_fd >= 0) {
+		rq.flags |= RN_SHIMD_HAVE_OUT;
+		fds[nfds++] = c->out_fd;
+	}
+	if (c->in_fd >= 0) {
+		rq.flags |= RN_SHIMD_HAVE_IN;
+		fds[nfds++] = c->in_fd;
+	}
+
+	char *buf = rn_xmalloc(sizeof(rq) + len), *w = buf + sizeof(rq);
+	memcpy(buf, &rq, sizeof(rq));
+#define PUT(s) (w = (char *)memcpy(w, (s), strlen(s) + 1) + strlen(s) + 1)
+	if (c->path)
+		PUT(c->path);
+	if (c->dir)
+		PUT(c->dir);
+	for (size_t i = 0; c->argv[i]; i++)
+		PUT(c->argv[i]);
+	for (size_t i = 0; c->envp[i]; i++)
+		PUT(c->envp[i]);
+#undef PUT
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(3 * sizeof(int))];
+	} cm;
+	memset(&cm, 0, sizeof(cm));
+	size_t total = sizeof(rq) + len, sent = 0;
+	while (sent < total) {
+		struct iovec iov = { buf + sent, total - sent };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (sent == 0) { /* the fds travel with the first byte */
+			mh.msg_control = cm.b;
+			mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+			struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+			h->cmsg_level = SOL_SOCKET;
+			h->cmsg_type = SCM_RIGHTS;
+			h->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+			memcpy(CMSG_DATA(h), fds, (size_t)nfds * sizeof(int));
+		}
+		ssize_t k = sendmsg(g_srv.sock, &mh, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			free(buf);
+			/* nothing or part of it went out: the server cannot have started anything */
+			server_lost(1, "lost");
+			return 0;
+		}
+		sent += (size_t)k;
+	}
+	free(buf);
+
+	struct rn_shimd_reply r;
+	int pidfd = -1;
+	size_t got = 0;
+	while (got < sizeof(r)) {
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(int))];
+		} rc;
+		struct iovec iov = { (char *)&r + got, sizeof(r) - got };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = rc.b,
+				     .msg_controllen = sizeof(rc.b) };
+		ssize_t k = recvmsg(g_srv.sock, &mh, MSG_CMSG_CLOEXEC);
+		if (k < 0 && errno == EINTR)
+			continue;
+		for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h))
+			if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+			    h->cmsg_len >= CMSG_LEN(sizeof(int))) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(h), sizeof(fd));
+				if (pidfd < 0)
+					pidfd = fd;
+				else
+					close(fd);
+			}
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	if (got != sizeof(r) || r.magic != RN_SHIMD_MAGIC || (r.pid > 0 && pidfd < 0)) {
+		if (pidfd >= 0)
+			close(pidfd);
+		server_lost(got == 0, "lost");
+		return -2;
+	}
+	if (r.pid <= 0) {
+		errno = r.err;
+		return rn_error_errno("rn_proc_start: fork (runner-shim)");
+	}
+	p->pid = r.pid;
+	p->pidfd = pidfd;
+	return 1;
+}
+
+static int sandbox_setup(const void *plan, int *stage)
+{
+	return rn_sandbox_setup(plan, stage);
+}
+
+static int sandbox_exec_prepare(const void *plan, int *stage)
+{
+	return rn_sandbox_exec_prepare(plan, stage);
 }
 
 int rn_proc_init(void)
@@ -713,7 +392,7 @@ int rn_proc_init(void)
 	/* without /proc the tree cannot be found (and so not killed): refuse to run steps */
 	if (access("/proc/self/stat", R_OK) < 0)
 		return rn_error_errno("rn_proc_init: /proc is not usable");
-	children_file();
+	rn_shim_children_file();
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		return rn_error_errno("prctl(PR_SET_CHILD_SUBREAPER)");
 	return RN_OK;
@@ -775,13 +454,15 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 	p->status_fd = -1;
 	p->reaped = 0;
 	p->wstatus = 0;
+	p->pidfd = -1;
+	p->lead = -1;
 	if (!o || !o->argv || !o->argv[0]) {
 		rn_error_set("rn_proc_start: empty argv");
 		return RN_EINVALID;
 	}
 	const char *const *envp = o->envp ? o->envp : no_env;
 
-	struct shim_ctx c;
+	rn_shim_ctx c;
 	memset(&c, 0, sizeof(c));
 	c.parent = getpid();
 	c.path = resolve_program(o->argv[0], envp, o->dir, &c.path_errno);
@@ -800,16 +481,43 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 	c.dir = o->dir;
 	c.in_fd = o->in_fd;
 	c.out_fd = o->out_fd;
-	c.children_file = children_file();
+	c.children_file = rn_shim_children_file();
 	c.sandbox = o->sandbox;
+	c.sandbox_setup = sandbox_setup;
+	c.sandbox_exec_prepare = sandbox_exec_prepare;
 
-	int sp[2];
-	if (pipe2(sp, O_CLOEXEC) < 0) {
-		free((void *)(uintptr_t)c.path);
-		free(sh_argv);
-		return rn_error_errno("rn_proc_start: pipe");
+	int rc = RN_OK, sp[2];
+	for (int attempt = 0;; attempt++) {
+		if (pipe2(sp, O_CLOEXEC) < 0) {
+			rc = rn_error_errno("rn_proc_start: pipe");
+			goto done;
+		}
+		c.status_w = sp[1];
+		int sent = o->sandbox || attempt > 0 ? 0 : server_request(p, &c);
+		if (sent == 0)
+			break; /* fork it here */
+		close(sp[1]);
+		if (sent == 1)
+			goto started;
+		if (sent == -1) {
+			close(sp[0]);
+			rc = RN_ERROR;
+			goto done;
+		}
+		/* the server died with our request: if it forked the shim first, the shim holds the
+		 * pipe, writes START once the command ran and kills the tree (its parent is gone) */
+		char b;
+		if (read_full(sp[0], &b, 1) == 0) {
+			close(sp[0]);
+			continue; /* nothing ran: start it here */
+		}
+		while (read_full(sp[0], &b, 1) == 1) { /* until the tree is gone */
+		}
+		close(sp[0]);
+		rc = rn_error_set("rn_proc_start: the step fork server (runner-shim) died while starting the "
+				  "step; its processes were killed");
+		goto done;
 	}
-	c.status_w = sp[1];
 
 	/* like git's start_command: no signal handler may run in the child before it resets them */
 	sigset_t all, old;
@@ -817,80 +525,84 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pid_t pid = o->sandbox ? rn_sandbox_fork(o->sandbox) : fork();
 	if (pid == 0)
-		shim_main(&c);
+		rn_shim_main(&c);
 	int fork_errno = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(sp[1]);
-	free((void *)(uintptr_t)c.path);
-	free(sh_argv);
 	if (pid < 0) {
 		close(sp[0]);
 		errno = fork_errno;
-		return rn_error_errno("rn_proc_start: fork");
+		rc = rn_error_errno("rn_proc_start: fork");
+		goto done;
 	}
 	shim_add(pid);
 	p->pid = pid;
-	p->status_fd = sp[0];
 
+started:
+	p->status_fd = sp[0];
 	/* wait until the command was exec'd or failed to (EOF: the shim died; rn_proc_finish
-	 * reports that) */
+	 * reports that). A shim that died before its START byte has a report written for it by the
+	 * fork server: keep its first byte. */
 	char b;
-	read_full(sp[0], &b, 1);
+	if (read_full(sp[0], &b, 1) == 1 && b != RN_SHIM_START_BYTE)
+		p->lead = (unsigned char)b;
 	int fl = fcntl(sp[0], F_GETFL);
 	if (fl < 0 || fcntl(sp[0], F_SETFL, fl | O_NONBLOCK) < 0)
 		rn_error_errno("rn_proc_start: fcntl"); /* not fatal: finish copes with a blocking fd */
-	return RN_OK;
+done:
+	free((void *)(uintptr_t)c.path);
+	free(sh_argv);
+	return rc;
+}
+
+static void proc_signal(rn_proc *p, int sig)
+{
+	if (!p || p->pid <= 0 || p->reaped)
+		return;
+	if (p->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0);
+	else
+		kill(p->pid, sig);
 }
 
 void rn_proc_term(rn_proc *p)
 {
-	if (p && p->pid > 0 && !p->reaped)
-		kill(p->pid, SIGTERM);
+	proc_signal(p, SIGTERM);
 }
 
 void rn_proc_kill(rn_proc *p)
 {
-	if (p && p->pid > 0 && !p->reaped)
-		kill(p->pid, SIGUSR1);
-}
-
-/* Kill (with descendants) and reap every child of the runner that is not a live shim and not in
- * the runner's session; repeat while killing them brings new orphans back to us. */
-static void kill_strays(void)
-{
-	pid_t self = getpid(), sid = getsid(0);
-	pid_t kids[512];
-	for (int round = 0; round < 100; round++) {
-		size_t n = 0;
-		if (children_file()) {
-			children_of(self, 0, kids, &n, RN_ARRAY_LEN(kids));
-		} else {
-			size_t all = scan_all();
-			for (size_t j = 0; j < all && n < RN_ARRAY_LEN(kids); j++)
-				if (g_scan_ppid[j] == self)
-					kids[n++] = g_scan_pid[j];
-		}
-		int found = 0;
-		for (size_t i = 0; i < n; i++) {
-			pid_t k = kids[i], ksid;
-			if (is_shim(k) || stat_fields(k, NULL, &ksid) < 0 || ksid == sid)
-				continue;
-			found++;
-			size_t m = walk_tree(k, 0, children_file(), g_tree, TREE_MAX);
-			kill(k, SIGKILL);
-			for (size_t j = 0; j < m; j++)
-				kill(g_tree[j], SIGKILL);
-			while (waitpid(k, NULL, __WALL) < 0 && errno == EINTR) {
-			}
-		}
-		if (!found)
-			break;
-	}
+	proc_signal(p, SIGUSR1);
 }
 
 void rn_proc_reap_strays(void)
 {
-	kill_strays();
+	/* a fork server that died (its shims killed their trees; orphans came back to us) */
+	if (g_srv.state == SRV_UP) {
+		int st;
+		if (waitpid(g_srv.pid, &st, WNOHANG) == g_srv.pid) {
+			g_srv.pid = -1;
+			server_lost(0, "died");
+		}
+	}
+	rn_shim_kill_strays(keep_child, NULL);
+}
+
+/* A shim started by the fork server is the server's child, unless the server died: then it was
+ * re-parented to us (the subreaper) and we reap it. */
+static void reap_remote(rn_proc *p)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	int w;
+	do
+		w = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG);
+	while (w < 0 && errno == EINTR);
+	if (w == 0 && si.si_pid == 0) /* ours now and still exiting */
+		while (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED) < 0 && errno == EINTR) {
+		}
+	close(p->pidfd);
+	p->pidfd = -1;
 }
 
 int rn_proc_finish(rn_proc *p, rn_proc_result *r)
@@ -904,9 +616,14 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 		rn_error_set("rn_proc_finish: not started");
 		return RN_EINVALID;
 	}
-	struct report rep;
+	struct rn_shim_report rep;
 	size_t got = 0;
 	memset(&rep, 0, sizeof(rep));
+	if (p->lead >= 0) {
+		*(unsigned char *)&rep = (unsigned char)p->lead;
+		got = 1;
+		p->lead = -1;
+	}
 	if (p->status_fd >= 0) {
 		while (got < sizeof(rep)) {
 			ssize_t k = read(p->status_fd, (char *)&rep + got, sizeof(rep) - got);
@@ -924,7 +641,12 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 		close(p->status_fd);
 		p->status_fd = -1;
 	}
-	if (!p->reaped) {
+	int full = got == sizeof(rep);
+	if (p->pidfd >= 0) {
+		reap_remote(p);
+		p->reaped = 1;
+		p->wstatus = full && rep.magic == RN_SHIM_DIED_MAGIC ? rep.wstatus : -1;
+	} else if (!p->reaped) {
 		int ws = 0;
 		pid_t w;
 		do
@@ -934,7 +656,7 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 		p->wstatus = w == p->pid ? ws : -1;
 		shim_del(p->pid);
 	}
-	if (got == sizeof(rep) && rep.magic == REPORT_MAGIC) {
+	if (full && rep.magic == RN_SHIM_REPORT_MAGIC) {
 		int ws = rep.wstatus;
 		if (ws != -1 && WIFEXITED(ws)) {
 			r->status = WEXITSTATUS(ws);
@@ -944,7 +666,7 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 		}
 		r->exec_errno = rep.exec_errno;
 		r->fail_stage = rep.exec_errno ? rep.fail_stage : RN_PROC_FAIL_NONE;
-		r->sandbox_stage = rep.fail_stage == RN_PROC_FAIL_SANDBOX ? rep.pad : 0;
+		r->sandbox_stage = rep.fail_stage == RN_PROC_FAIL_SANDBOX ? rep.sandbox_stage : 0;
 		if (rep.exec_errno)
 			r->status = 127;
 		r->user_s = (double)rep.utime_us / 1e6;
@@ -953,8 +675,9 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 		r->survivors = rep.survivors;
 		return RN_OK;
 	}
-	/* the shim died without a report: its orphans are ours now (we are their subreaper) */
-	kill_strays();
+	/* the shim died without a report: its orphans came back to its parent, which killed them
+	 * (the fork server before it wrote the DIED record; we, a subreaper, do it here) */
+	rn_shim_kill_strays(keep_child, NULL);
 	int ws = p->wstatus;
 	if (ws != -1 && WIFSIGNALED(ws)) {
 		r->signal = WTERMSIG(ws);
@@ -966,4 +689,37 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 			     "were killed", (int)p->pid, ws != -1 && WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
 	}
 	return RN_ERROR;
+}
+
+void rn_proc_shutdown(void)
+{
+	if (g_srv.state == SRV_UP) {
+		close(g_srv.sock);
+		int st;
+		while (waitpid(g_srv.pid, &st, 0) < 0 && errno == EINTR) {
+		}
+	}
+	free(g_srv.path);
+	g_srv.path = NULL;
+	g_srv.sock = -1;
+	g_srv.pid = -1;
+	g_srv.failures = 0;
+	g_srv.why[0] = '\0';
+	g_srv.state = SRV_UNTRIED;
+}
+
+pid_t rn_proc_server_pid(void)
+{
+	return g_srv.state == SRV_UP ? g_srv.pid : -1;
+}
+
+const char *rn_proc_server_info(void)
+{
+	if (g_srv.state == SRV_UP)
+		snprintf(g_srv.info, sizeof(g_srv.info), "runner-shim %s (pid %d)", g_srv.path, (int)g_srv.pid);
+	else if (g_srv.state == SRV_OFF)
+		snprintf(g_srv.info, sizeof(g_srv.info), "fork (%s)", g_srv.why);
+	else
+		snprintf(g_srv.info, sizeof(g_srv.info), "runner-shim not started yet");
+	return g_srv.info;
 }

@@ -1,29 +1,46 @@
 /* proc.h - run one step as a contained process tree (modelled on git's run-command API).
  *
- * rn_proc_start() forks a small supervisor (the "shim") that makes itself a child subreaper,
- * then forks the step's command in a new session. Every orphan of the step's tree (background
- * jobs, double forks, setsid() daemons) is re-parented to the shim, so the shim can always find
- * and kill the whole tree. When the command exits the shim SIGKILLs whatever of the tree is
- * left, reaps it, writes a report (status, rusage of the whole tree) to the status pipe and
- * exits. The shim only makes async-signal-safe calls (it never returns to the caller's code).
+ * Every step runs under a small supervisor (the "shim", shim.h) that makes itself a child
+ * subreaper, then forks the step's command in a new session. Every orphan of the step's tree
+ * (background jobs, double forks, setsid() daemons) is re-parented to the shim, so the shim can
+ * always find and kill the whole tree. When the command exits the shim SIGKILLs whatever of the
+ * tree is left, reaps it, writes a report (status, rusage of the whole tree) to the status pipe
+ * and exits. The shim only makes async-signal-safe calls (it never returns to the caller's code).
+ *
+ * Who forks the shim:
+ * - Steps without a sandbox: the fork server `runner-shim` (shimd.c), a small libc-only program
+ *   started once per process, at the first such step (posix_spawn, an AF_UNIX socketpair). A fork
+ *   of it is several times cheaper than a fork of the runner, which links ~50 libraries. It is
+ *   found next to the running executable (/proc/self/exe), or at $RUNNER_SHIM when that is set.
+ *   The runner signals the shim through a pidfd the server sends back (no pid-reuse race: the
+ *   server, not the runner, is the shim's parent and reaper).
+ * - Sandboxed steps (the shim must be created in new namespaces: rn_sandbox_fork), and every step
+ *   when runner-shim is missing, is not the one of this build, pidfds are unsupported, or it
+ *   failed three times: the runner forks the shim itself, as before. Nothing is logged per step.
  *
  * Signals to the shim: SIGTERM = forward SIGTERM to every process of the tree; SIGUSR1 = SIGKILL
- * the whole tree now. The shim has PR_SET_PDEATHSIG(SIGUSR1): if the runner dies, the tree dies.
+ * the whole tree now. The shim has PR_SET_PDEATHSIG(SIGUSR1) on its parent. The fork server has
+ * PR_SET_PDEATHSIG(SIGKILL) on the runner. So if the runner dies, even by SIGKILL, every tree dies.
  *
  * What the caller must know:
- * - Call everything from one thread (the module keeps a static registry of live shims), and from
- *   a thread that outlives the steps: PDEATHSIG fires when the *thread* that forked the shim ends.
- * - SIGCHLD must not be SIG_IGN in the runner (shims are reaped by rn_proc_finish). Blocking it
- *   and reading it from a signalfd is fine; any other mask is fine too (saved and restored
- *   around fork; the shim and the command never run the runner's signal handlers).
+ * - Call everything from one thread (the module keeps a static registry of live shims and the
+ *   fork server's state), and from a thread that outlives the steps: PDEATHSIG fires when the
+ *   *thread* that forked the shim or spawned the fork server ends.
+ * - SIGCHLD must not be SIG_IGN in the runner (shims and the fork server are reaped by this
+ *   module). Blocking it and reading it from a signalfd is fine; any other mask is fine too
+ *   (saved and restored around fork; the shim and the command never run the runner's handlers).
  * - out_fd/in_fd are duplicated into the command: close your copy of the pipe's write end right
  *   after rn_proc_start, so EOF on the read end means "every process of the tree is gone".
  * - rn_proc_reap_strays only touches children of the runner that are not live shims AND are not
  *   in the runner's session (every process of a step tree is in another session, because the
- *   command calls setsid()). Children the runner starts itself in its own session are left alone,
- *   alive or zombie; a child started elsewhere that calls setsid() would be taken for a stray.
- * - maxrss_kb is at least the runner's RSS at fork time (the kernel counts the pre-exec image of
- *   the forked command into its peak RSS). */
+ *   command calls setsid()). Children the runner starts itself in its own session (the fork
+ *   server among them) are left alone, alive or zombie; a child started elsewhere that calls
+ *   setsid() would be taken for a stray.
+ * - With the fork server, the process tree is runner > runner-shim > shim > command, and the
+ *   shim may still be exiting (its report written) when rn_proc_finish returns.
+ * - maxrss_kb is at least the RSS of the shim's parent at fork time (the kernel counts the
+ *   pre-exec image of the forked command into its peak RSS): small through the fork server, the
+ *   runner's RSS when the runner forks the shim. */
 #ifndef RN_PROC_H
 #define RN_PROC_H
 
@@ -45,8 +62,10 @@ typedef struct rn_proc_opts {
 typedef struct rn_proc {
 	pid_t pid;     /* the shim's pid (the command is its child) */
 	int status_fd; /* read end of the report pipe: readable (report or EOF) when the tree is gone */
-	int reaped;    /* internal: the shim was reaped */
+	int reaped;    /* internal: the shim was reaped (or, from the fork server, finished) */
 	int wstatus;   /* internal: the shim's wait status */
+	int pidfd;     /* internal: the shim's pidfd when the fork server started it, else -1 */
+	int lead;      /* internal: a report byte rn_proc_start read ahead, else -1 */
 } rn_proc;
 
 typedef struct rn_proc_result {
@@ -88,7 +107,16 @@ void rn_proc_kill(rn_proc *p);
  * (then the stray processes it leaves are killed and r->status is 128+signal of the shim). */
 int rn_proc_finish(rn_proc *p, rn_proc_result *r);
 /* Reap children that are not live shims (orphans re-parented to us after a shim crashed) and
- * SIGKILL any such orphan still running, with its descendants. Safe to call at any time. */
+ * SIGKILL any such orphan still running, with its descendants; notice a dead fork server (it is
+ * started again at the next step). Safe to call at any time (the engine calls it on SIGCHLD). */
 void rn_proc_reap_strays(void);
+/* Stop the fork server, if one runs (it kills what is left of its steps' trees; waits for it),
+ * and forget what is known about it: the next unsandboxed step looks for runner-shim again. */
+void rn_proc_shutdown(void);
+/* The fork server's pid, or -1 when none runs (not started yet, or steps are forked locally). */
+pid_t rn_proc_server_pid(void);
+/* How unsandboxed steps start, for diagnostics: "runner-shim PATH (pid N)", "fork (REASON)" or
+ * "runner-shim not started yet". Static storage owned by the module, valid until the next call. */
+const char *rn_proc_server_info(void);
 
 #endif

@@ -4,6 +4,7 @@
 #include "buf.h"
 #include "expr.h"
 #include "git.h"
+#include "plugin.h"
 #include "schema.h"
 #include "step.h"
 #include "units.h"
@@ -423,6 +424,115 @@ static const char *derive_step_name(wctx *c, const rn_step *s)
 	return s->kind;
 }
 
+/* A quoted scalar (so that it stays a string in JSON) at the position of `at`, owned by the arena. */
+static rn_node *new_scalar(wctx *c, const char *str, const rn_node *at)
+{
+	rn_node *n = rn_arena_alloc(c->a, sizeof(*n));
+	n->kind = RN_NODE_SCALAR;
+	n->line = at ? at->line : 0;
+	n->col = at ? at->col : 0;
+	n->style = RN_SCALAR_QUOTED;
+	n->str = rn_arena_strdup(c->a, str);
+	n->len = strlen(str);
+	n->weight = 1;
+	return n;
+}
+
+/* The parameters of the plugin kind (see rn_step_plugin in step.h): {plugin, name, id, inputs}. */
+static const rn_node *plugin_params(wctx *c, const rn_node *key, const rn_node *inputs, const rn_step *s)
+{
+	rn_node *m = rn_arena_alloc(c->a, sizeof(*m));
+	m->kind = RN_NODE_MAP;
+	m->line = key->line;
+	m->col = key->col;
+	m->items = rn_arena_alloc(c->a, 8 * sizeof(*m->items));
+	m->weight = 1 + (inputs ? inputs->weight : 0);
+	const char *keys[] = { "plugin", "name", "id", "inputs" };
+	const rn_node *vals[] = { new_scalar(c, key->str, key), new_scalar(c, s->name, key),
+				  s->id ? new_scalar(c, s->id, key) : NULL, inputs };
+	for (size_t i = 0; i < 4; i++) {
+		if (!vals[i])
+			continue;
+		m->items[2 * m->n] = new_scalar(c, keys[i], key);
+		m->items[2 * m->n + 1] = (rn_node *)vals[i];
+		m->n++;
+		m->weight += 2;
+	}
+	return m;
+}
+
+/* 1 if the key names a plugin that the current checks (plugin.h) can find installed. */
+static int plugin_installed(const char *name)
+{
+	const char *path;
+	return rn_plugin_checks_mode() != RN_PLUGINS_UNCHECKED && rn_plugin_lookup(&path, name) == 0;
+}
+
+/* Of the step's keys that are neither common settings nor built-in kinds (indexes into the
+ * step mapping), the one that is its plugin, or NULL: a plugin name whose value is a mapping or
+ * empty; an installed plugin first, then one that does not look like a misspelt key. */
+static const rn_node *pick_plugin(const rn_node *n, const size_t *other, size_t nother, const char *const *all,
+				  size_t nall)
+{
+	const rn_node *first = NULL, *plain = NULL;
+	for (size_t j = 0; j < nother; j++) {
+		const rn_node *k = n->items[2 * other[j]], *v = n->items[2 * other[j] + 1];
+		if (!rn_plugin_name_ok(k->str) || (v->kind != RN_NODE_MAP && !rn_node_is_null(v)))
+			continue;
+		if (plugin_installed(k->str))
+			return k;
+		if (!first)
+			first = k;
+		if (!plain && !rn_suggest(k->str, all, nall))
+			plain = k;
+	}
+	return plain ? plain : first;
+}
+
+/* A key of a step that is not a setting, not its kind and not its plugin. */
+static void unknown_step_key(wctx *c, const rn_node *k, const rn_node *v, const char *what, const rn_node *kind_key,
+			     const char *const *all, size_t nall)
+{
+	if (rn_plugin_name_ok(k->str) && plugin_installed(k->str)) {
+		if (kind_key)
+			rn_diag_error(c->d, k->line, k->col, "%s has two kinds, '%s' and '%s' (a step does one thing)", what,
+				      kind_key->str, k->str);
+		else
+			rn_diag_error(c->d, v->line, v->col, "the inputs of step plugin '%s' must be a mapping, not %s", k->str,
+				      rn_node_type_name(v));
+		return;
+	}
+	const char *sg = rn_suggest(k->str, all, nall);
+	if (sg)
+		rn_diag_error(c->d, k->line, k->col, "unknown key '%s' in %s (did you mean '%s'?)", k->str, what, sg);
+	else
+		rn_diag_error(c->d, k->line, k->col, "unknown key '%s' in %s (not a step kind or a step setting)", k->str,
+			      what);
+}
+
+/* With plugin checks on (run, validate): a plugin step whose plugin is not installed. 1 if so. */
+static int missing_plugin(wctx *c, const rn_node *k, const char *what, const char *const *all, size_t nall)
+{
+	rn_plugin_checks mode = rn_plugin_checks_mode();
+	if (mode == RN_PLUGINS_UNCHECKED || plugin_installed(k->str))
+		return 0;
+	const char *sg = rn_suggest(k->str, all, nall);
+	char msg[512];
+	if (sg)
+		snprintf(msg, sizeof(msg), "unknown key '%s' in %s (did you mean '%s'? there is no step plugin '%s' either)",
+			 k->str, what, sg, k->str);
+	else
+		snprintf(msg, sizeof(msg),
+			 "%s uses step plugin '%s', which is not installed (no " RN_PLUGIN_PREFIX
+			 "%s on the plugin search path; see 'runner plugins path')",
+			 what, k->str, k->str);
+	if (mode == RN_PLUGINS_OPTIONAL)
+		rn_diag_warn(c->d, k->line, k->col, "%s", msg);
+	else
+		rn_diag_error(c->d, k->line, k->col, "%s", msg);
+	return 1;
+}
+
 static void parse_step(wctx *c, const rn_job *job, const rn_node *n, size_t index, rn_step *s)
 {
 	char what[160];
@@ -432,18 +542,21 @@ static void parse_step(wctx *c, const rn_job *job, const rn_node *n, size_t inde
 		rn_diag_error(c->d, n->line, n->col, "%s must be a mapping, not %s", what, rn_node_type_name(n));
 		return;
 	}
-	/* Split keys into the common ones and step kinds; one kind exactly. */
+	/* Split keys into the common ones, a built-in kind, and the others: one of those may be the
+	 * step's plugin (when there is no built-in kind), the rest are mistakes. One kind exactly. */
 	size_t nkinds = 0;
 	const rn_step_kind *const *kinds = rn_step_kinds(&nkinds);
 	const rn_node *kind_key = NULL, *kind_val = NULL;
-	size_t ncommon = 0, unknown = 0;
+	size_t ncommon = 0, nother = 0;
 	while (step_common_fields[ncommon].key)
 		ncommon++;
 	const char **all = rn_xcalloc(ncommon + nkinds + 1, sizeof(*all));
+	size_t *other = rn_xcalloc(n->n + 1, sizeof(*other));
 	for (size_t i = 0; i < ncommon; i++)
 		all[i] = step_common_fields[i].key;
 	for (size_t i = 0; i < nkinds; i++)
 		all[ncommon + i] = kinds[i]->name;
+	size_t nall = ncommon + nkinds;
 	for (size_t i = 0; i < n->n; i++) {
 		const rn_node *k = n->items[2 * i], *v = n->items[2 * i + 1];
 		size_t f;
@@ -454,15 +567,9 @@ static void parse_step(wctx *c, const rn_job *job, const rn_node *n, size_t inde
 			rn_schema_check_value(v, step_common_fields[f].type, NULL, k->str, c->d);
 			continue;
 		}
-		const rn_step_kind *kind = rn_step_kind_find(k->str);
+		const rn_step_kind *kind = rn_step_kind_builtin(k->str);
 		if (!kind) {
-			unknown++;
-			const char *sg = rn_suggest(k->str, all, ncommon + nkinds);
-			if (sg)
-				rn_diag_error(c->d, k->line, k->col, "unknown key '%s' in %s (did you mean '%s'?)", k->str, what, sg);
-			else
-				rn_diag_error(c->d, k->line, k->col, "unknown key '%s' in %s (not a step kind or a step setting)",
-					      k->str, what);
+			other[nother++] = i;
 			continue;
 		}
 		if (kind_key) {
@@ -472,11 +579,24 @@ static void parse_step(wctx *c, const rn_job *job, const rn_node *n, size_t inde
 		}
 		kind_key = k;
 		kind_val = v;
-		kind->check(v, c->d);
+		kind->check(k, v, c->d);
 	}
+	const rn_node *plugin_key = kind_key ? NULL : pick_plugin(n, other, nother, all, nall);
+	for (size_t j = 0; j < nother; j++) {
+		const rn_node *k = n->items[2 * other[j]], *v = n->items[2 * other[j] + 1];
+		if (k != plugin_key)
+			unknown_step_key(c, k, v, what, kind_key ? kind_key : plugin_key, all, nall);
+	}
+	if (plugin_key) {
+		kind_key = plugin_key;
+		kind_val = rn_node_get(n, plugin_key->str);
+		if (!missing_plugin(c, plugin_key, what, all, nall))
+			rn_step_plugin.check(kind_key, kind_val, c->d);
+	}
+	free(other);
 	free(all);
 	if (!kind_key) {
-		if (unknown)
+		if (nother)
 			return; /* the unknown key is most likely the kind, misspelt: said already */
 		rn_diag_error(c->d, n->line, n->col,
 			      "%s has no kind (expected one of run, build, package, checkout, upload, download)", what);
@@ -510,6 +630,8 @@ static void parse_step(wctx *c, const rn_job *job, const rn_node *n, size_t inde
 	s->sandbox = parse_sandbox(c, rn_node_get(n, "sandbox"), job->sandbox);
 	const char *name = get_str(n, "name");
 	s->name = name ? name : derive_step_name(c, s);
+	if (plugin_key)
+		s->with = plugin_params(c, kind_key, kind_val, s);
 }
 
 static void parse_matrix(wctx *c, rn_job *job, const rn_node *m)

@@ -21,7 +21,7 @@ static const rn_field fields[] = {
 	{ NULL, RN_T_ANY, 0, NULL },
 };
 
-static void check(const rn_node *with, rn_diags *d)
+static void check(const rn_node *key, const rn_node *with, rn_diags *d)
 {
 	if (rn_node_is_null(with))
 		return; /* `build:` alone means all defaults */

@@ -33,7 +33,7 @@ int rn_artifact_name_ok(const char *name)
 	return 1;
 }
 
-static void check(const rn_node *with, rn_diags *d)
+static void check(const rn_node *key, const rn_node *with, rn_diags *d)
 {
 	if (rn_schema_check(with, fields, "'package'", d))
 		return;

@@ -2,6 +2,7 @@
 #include "step.h"
 #include "context.h"
 #include "error.h"
+#include "plugin.h"
 #include "util.h"
 
 #include <fcntl.h>
@@ -21,12 +22,20 @@ const rn_step_kind *const *rn_step_kinds(size_t *n)
 	return kinds;
 }
 
-const rn_step_kind *rn_step_kind_find(const char *name)
+const rn_step_kind *rn_step_kind_builtin(const char *name)
 {
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (strcmp(kinds[i]->name, name) == 0)
 			return kinds[i];
 	return NULL;
+}
+
+const rn_step_kind *rn_step_kind_find(const char *name)
+{
+	const rn_step_kind *k = rn_step_kind_builtin(name);
+	if (k)
+		return k;
+	return rn_plugin_name_ok(name) ? &rn_step_plugin : NULL;
 }
 
 /* Write a file, reusing it when it exists: the steps of a job share one script file, and
@@ -106,10 +115,20 @@ int rn_step_shell_command(char ***argv, const rn_step_ctx *ctx, const char *shel
 
 int rn_step_self_command(char ***argv, const rn_step_ctx *ctx, const char *kind)
 {
-	char *file = rn_xasprintf("%s/step.json", ctx->temp_dir);
 	json_t *input = json_pack("{s:O}", "with", ctx->with ? ctx->with : json_null());
-	char *text = json_dumps(input, JSON_COMPACT);
+	int rc = rn_step_self_command_input(argv, ctx, kind, input);
 	json_decref(input);
+	return rc;
+}
+
+int rn_step_self_command_input(char ***argv, const rn_step_ctx *ctx, const char *kind, const json_t *input)
+{
+	char *file = rn_xasprintf("%s/step.json", ctx->temp_dir);
+	char *text = json_dumps(input, JSON_COMPACT);
+	if (!text) {
+		free(file);
+		return rn_error_set("the input of a '%s' step cannot be written as JSON", kind);
+	}
 	int rc = write_file(file, text, strlen(text));
 	free(text);
 	if (rc < 0) {
@@ -141,6 +160,10 @@ int rn_step_exec_main(const char *kind, const char *file)
 		fprintf(stderr, "runner: %s: %s\n", file, err.text);
 		return 3;
 	}
+	/* a plugin's inputs may hold secrets: its step's later siblings must not find them here
+	 * (the built-in kinds keep the file, rewritten for each step, to save creating it) */
+	if (k == &rn_step_plugin)
+		unlink(file);
 	int rc = k->exec(input);
 	json_decref(input);
 	return rc;

@@ -2,7 +2,7 @@
 #include "step.h"
 #include "schema.h"
 
-static void check(const rn_node *with, rn_diags *d)
+static void check(const rn_node *key, const rn_node *with, rn_diags *d)
 {
 	if (with->kind != RN_NODE_SCALAR || rn_node_is_null(with))
 		rn_diag_error(d, with->line, with->col, "'run' must be a script (a string), not %s",

@@ -4,7 +4,13 @@
  * (output lines, the status pipe), never for time. After each test the teardown proves that no
  * process of any tree survived: the test process is a child subreaper (rn_proc_init), so any
  * survivor would have become its child; it must have none, and no process may carry the marker
- * argument that every long-lived `sleep $M` of these tests gets. */
+ * argument that every long-lived `sleep $M` of these tests gets.
+ *
+ * All tests run twice: once with the shims forked by the fork server (runner-shim, found through
+ * RUNNER_SHIM next to $RUNNER_BIN, which meson sets), once with RUNNER_SHIM pointing to a missing
+ * file, so that the runner forks them itself (the fallback, and the path of sandboxed steps).
+ * Between tests the fork server is stopped (rn_proc_shutdown) after checking it has no child
+ * left, and a new one is started by the next test's first step. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -36,6 +42,8 @@
 static char g_marker[64];  /* argument of every long sleep: "4711.<our pid>" */
 static char g_menv[80];    /* "M=<marker>" */
 static char g_tmp[PATH_MAX];
+static char g_shim[PATH_MAX]; /* the runner-shim of this build */
+static int g_server;          /* this group's steps go through the fork server */
 static const char *g_env[] = { "PATH=/usr/bin:/bin", "LC_ALL=C", g_menv, NULL };
 
 static int64_t now_ms(void)
@@ -43,6 +51,24 @@ static int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long stat_field(pid_t pid, int idx);
+
+/* The shim's parent is the fork server in the server group, this process otherwise (checked while
+ * the shim is still there: a quick command's shim may be gone already). */
+static void check_shim_parent(pid_t shim)
+{
+	long ppid = stat_field(shim, 0);
+	if (ppid < 0)
+		return;
+	if (g_server) {
+		assert_true(rn_proc_server_pid() > 0);
+		assert_int_equal(ppid, rn_proc_server_pid());
+	} else {
+		assert_int_equal(rn_proc_server_pid(), -1);
+		assert_int_equal(ppid, getpid());
+	}
 }
 
 typedef struct job {
@@ -77,6 +103,7 @@ static void job_start(job *j, const char *const *argv, const char *const *envp, 
 	j->in_w = ip[1];
 	assert_true(j->p.pid > 0);
 	assert_true(j->p.status_fd >= 0);
+	check_shim_parent(j->p.pid);
 	assert_true(fcntl(j->p.status_fd, F_GETFL) & O_NONBLOCK);
 	assert_true(fcntl(j->p.status_fd, F_GETFD) & FD_CLOEXEC);
 }
@@ -300,11 +327,44 @@ static void kill_leftovers(void)
 	}
 }
 
-/* After every test: nothing of any tree is left. */
+/* The children of pid (a single-threaded process) as "PID PID ...", and their count. */
+static int children_of(pid_t pid, char *list, size_t cap)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	list[0] = '\0';
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, list, cap - 1);
+	close(fd);
+	list[n > 0 ? n : 0] = '\0';
+	int count = 0;
+	for (char *p = list; *p; p++)
+		count += (*p >= '0' && *p <= '9') && (p == list || p[-1] == ' ');
+	return count;
+}
+
+/* After every test: nothing of any tree is left. The fork server may still be reaping the last
+ * shim (it has written its report and is exiting): wait for that, then stop the server. */
 static int check_clean(void **state)
 {
 	(void)state;
 	char list[1024];
+	pid_t server = rn_proc_server_pid();
+	if (server > 0) {
+		int64_t end = now_ms() + SAFETY_MS;
+		while (children_of(server, list, sizeof(list)) > 0 && now_ms() < end) {
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
+		if (children_of(server, list, sizeof(list)) > 0) {
+			rn_proc_shutdown();
+			kill_leftovers();
+			fail_msg("the fork server kept children: %s", list);
+		}
+	}
+	rn_proc_shutdown();
 	int kids = my_children(list, sizeof(list));
 	int markers = marker_count();
 	if (kids != 0 || markers != 0) {
@@ -648,8 +708,24 @@ static void test_shim_crash_then_reap_strays(void **state)
 	job_sh(j, "sleep $M & echo bg $!; echo cmd $$; read go", 1);
 	pid_t bg = job_pid(j, "bg ");
 	pid_t cmd = job_pid(j, "cmd ");
-	/* the shim dies (OOM killer, a stray kill): its tree is re-parented to us */
+	/* the shim dies (OOM killer, a stray kill): its tree is re-parented to its parent */
 	assert_int_equal(kill(j->p.pid, SIGKILL), 0);
+	if (g_server) {
+		/* the fork server kills the orphans before it writes the report saying how the shim
+		 * died (stdin stays open: the command would not end by itself) */
+		int64_t end = now_ms() + SAFETY_MS;
+		while (!j->done && now_ms() < end)
+			job_pump(j, (int)(end - now_ms()));
+		assert_true(j->done);
+		assert_true(j->rc < 0);
+		assert_int_equal(j->r.status, 128 + SIGKILL);
+		assert_int_equal(j->r.signal, SIGKILL);
+		assert_non_null(strstr(rn_error_last(), "killed by signal 9"));
+		assert_false(alive(bg));
+		assert_false(alive(cmd));
+		job_end(j);
+		return;
+	}
 	siginfo_t si;
 	memset(&si, 0, sizeof(si));
 	assert_int_equal(waitid(P_PID, (id_t)j->p.pid, &si, WEXITED | WNOWAIT), 0);
@@ -671,7 +747,8 @@ static void test_runner_dies(void **state)
 {
 	(void)state;
 	/* a child process plays the runner: it starts a step, then is SIGKILLed. The shim's
-	 * PR_SET_PDEATHSIG must take the whole tree down. */
+	 * PR_SET_PDEATHSIG must take the whole tree down; with the fork server in between, the
+	 * server's PR_SET_PDEATHSIG(SIGKILL) kills it, and its death is the shim's PDEATHSIG. */
 	int op[2], info[2];
 	assert_int_equal(pipe2(op, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(info, O_CLOEXEC), 0);
@@ -685,8 +762,8 @@ static void test_runner_dies(void **state)
 		if (rn_proc_start(&p, &o) != 0)
 			_exit(1);
 		close(op[1]);
-		char msg[32];
-		int n = snprintf(msg, sizeof(msg), "%d\n", (int)p.pid);
+		char msg[64];
+		int n = snprintf(msg, sizeof(msg), "%d %d\n", (int)p.pid, (int)rn_proc_server_pid());
 		if (write(info[1], msg, (size_t)n) != n)
 			_exit(1);
 		for (;;)
@@ -700,15 +777,31 @@ static void test_runner_dies(void **state)
 	j->in_w = -1;
 	j->done = 1; /* no status pipe here: only output */
 	pid_t bg = job_pid(j, "bg ");
-	char msg[32] = "";
+	char msg[64] = "";
 	assert_true(read(info[0], msg, sizeof(msg) - 1) > 0);
 	close(info[0]);
-	pid_t shim = (pid_t)atoi(msg);
+	char *rest;
+	pid_t shim = (pid_t)strtol(msg, &rest, 10);
+	pid_t server = (pid_t)strtol(rest, NULL, 10);
 	assert_true(shim > 0);
+	if (g_server) {
+		assert_true(server > 0);
+		assert_int_equal(stat_field(shim, 0), server);
+		assert_int_equal(stat_field(server, 0), runner);
+	} else {
+		assert_int_equal(server, -1);
+		assert_int_equal(stat_field(shim, 0), runner);
+	}
 	assert_true(alive(bg));
 	assert_int_equal(kill(runner, SIGKILL), 0);
 	int st;
 	assert_int_equal(waitpid(runner, &st, 0), runner);
+	if (g_server) {
+		/* the server dies at once (SIGKILL) and is re-parented to us, the subreaper */
+		assert_int_equal(waitpid(server, &st, 0), server);
+		assert_true(WIFSIGNALED(st));
+		assert_int_equal(WTERMSIG(st), SIGKILL);
+	}
 	/* the output pipe reaches EOF when no process of the tree holds it any more */
 	job_end(j);
 	/* the shim was re-parented to us (the subreaper); it exits normally once it has killed and
@@ -896,6 +989,8 @@ static void test_many_sequential(void **state)
 	(void)state;
 	job *j = &g_job;
 	const char *argv[] = { "/bin/true", NULL };
+	job_start(j, argv, g_env, NULL, 0); /* the fork server's socket is open from now on */
+	job_end(j);
 	int before = count_fds();
 	int64_t t0 = now_ms();
 	for (int i = 0; i < 200; i++) {
@@ -908,6 +1003,161 @@ static void test_many_sequential(void **state)
 	assert_int_equal(count_fds(), before);
 	print_message("200 sequential steps of /bin/true: %lld ms\n", (long long)ms);
 	assert_true(ms < 20000);
+}
+
+/* Wait until pid's parent is ppid, polling /proc (re-parenting has no file descriptor). */
+static void wait_parent(pid_t pid, pid_t ppid)
+{
+	for (int64_t end = now_ms() + SAFETY_MS; now_ms() < end;) {
+		long cur = stat_field(pid, 0);
+		if (cur == ppid)
+			return;
+		assert_true(cur > 0);
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	fail_msg("process %d was not re-parented to %d", (int)pid, (int)ppid);
+}
+
+static void test_double_forked_setsid_daemon(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	/* the classic daemon: fork, setsid, fork again, and the middle processes exit; the daemon
+	 * is re-parented to the shim (the nearest subreaper), in a session of its own */
+	job_sh(j, "( setsid sh -c 'sleep $M & echo d $!' & ); echo started; read go", 1);
+	pid_t d = job_pid(j, "d ");
+	job_expect(j, "started");
+	wait_parent(d, j->p.pid);
+	long dsid = stat_field(d, 2);
+	assert_true(dsid > 0);
+	assert_true(dsid != getsid(0));
+	assert_true(dsid != getsid(j->p.pid));
+	job_send(j, "go\n");
+	job_end(j);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 0);
+	assert_true(j->r.survivors >= 1);
+	assert_false(alive(d));
+}
+
+/* The fork server is what starts the shims, a small program of its own. */
+static void test_fork_server_in_use(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_sh(j, "echo ready; read go", 1);
+	job_expect(j, "ready");
+	pid_t server = rn_proc_server_pid();
+	assert_true(server > 0);
+	assert_int_equal(stat_field(j->p.pid, 0), server);
+	assert_int_equal(stat_field(server, 0), getpid());
+	char path[64], exe[PATH_MAX], want[PATH_MAX];
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)server);
+	ssize_t n = readlink(path, exe, sizeof(exe) - 1);
+	assert_true(n > 0);
+	exe[n] = '\0';
+	assert_non_null(realpath(g_shim, want));
+	assert_string_equal(exe, want);
+	assert_non_null(strstr(rn_proc_server_info(), "runner-shim"));
+	/* libc only: none of the runner's libraries is mapped into it */
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)server);
+	FILE *f = fopen(path, "re");
+	assert_non_null(f);
+	char line[PATH_MAX + 128];
+	int lines = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lines++;
+		assert_null(strstr(line, "libgit2"));
+		assert_null(strstr(line, "libcurl"));
+		assert_null(strstr(line, "libcrypto"));
+		assert_null(strstr(line, "libyaml"));
+	}
+	fclose(f);
+	assert_true(lines > 0);
+	job_send(j, "go\n");
+	job_end(j);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 0);
+	/* the shim reported; the server reaps it (check_clean waits for that) */
+}
+
+static void test_fork_server_killed_mid_step(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_sh(j, "sleep $M & echo bg $!; echo cmd $$; read go", 1);
+	pid_t bg = job_pid(j, "bg ");
+	pid_t cmd = job_pid(j, "cmd ");
+	pid_t server = rn_proc_server_pid();
+	assert_true(server > 0);
+	assert_int_equal(kill(server, SIGKILL), 0);
+	/* the shim's PDEATHSIG: it kills its tree and reports (stdin stays open: the command would
+	 * not end by itself); the shim is re-parented to us and rn_proc_finish reaps it */
+	int64_t end = now_ms() + SAFETY_MS;
+	while (!j->done && now_ms() < end)
+		job_pump(j, (int)(end - now_ms()));
+	assert_true(j->done);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 128 + SIGKILL);
+	assert_false(alive(bg));
+	assert_false(alive(cmd));
+	job_end(j);
+	/* what the engine does on SIGCHLD: the dead server is noticed and reaped */
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	assert_int_equal(waitid(P_PID, (id_t)server, &si, WEXITED | WNOWAIT), 0);
+	rn_proc_reap_strays();
+	assert_int_equal(rn_proc_server_pid(), -1);
+	errno = 0;
+	assert_int_equal(waitpid(server, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	/* the next step starts a new one */
+	job_run(j, "echo again");
+	assert_int_equal(j->r.status, 0);
+	assert_string_equal(j->out, "again\n");
+	assert_true(rn_proc_server_pid() > 0);
+	assert_true(rn_proc_server_pid() != server);
+}
+
+/* RUNNER_SHIM names a missing file, or a program that is no fork server: steps are forked here. */
+static void test_fallback_without_fork_server(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	const char *was = getenv("RUNNER_SHIM");
+	char saved[PATH_MAX];
+	snprintf(saved, sizeof(saved), "%s", was ? was : "");
+	int server = g_server;
+	g_server = 0; /* what check_shim_parent expects */
+
+	setenv("RUNNER_SHIM", "/nonexistent/runner-shim", 1);
+	rn_proc_shutdown();
+	job_sh(j, "echo ready; read go", 1);
+	job_expect(j, "ready");
+	assert_int_equal(rn_proc_server_pid(), -1);
+	assert_int_equal(stat_field(j->p.pid, 0), getpid());
+	assert_non_null(strstr(rn_proc_server_info(), "fork ("));
+	assert_non_null(strstr(rn_proc_server_info(), "/nonexistent/runner-shim"));
+	job_send(j, "go\n");
+	job_end(j);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 0);
+
+	/* /bin/true exits without the hello: given up at once, and nothing is left of it */
+	setenv("RUNNER_SHIM", "/bin/true", 1);
+	rn_proc_shutdown();
+	job_run(j, "echo hi");
+	assert_int_equal(j->r.status, 0);
+	assert_string_equal(j->out, "hi\n");
+	assert_int_equal(rn_proc_server_pid(), -1);
+	assert_non_null(strstr(rn_proc_server_info(), "did not start"));
+	job_run(j, "echo again");
+	assert_string_equal(j->out, "again\n");
+
+	setenv("RUNNER_SHIM", saved, 1);
+	rn_proc_shutdown();
+	g_server = server;
 }
 
 static int setup(void **state)
@@ -934,33 +1184,61 @@ static int teardown(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_exit_codes, check_clean),
-		cmocka_unit_test_teardown(test_killed_by_signal, check_clean),
-		cmocka_unit_test_teardown(test_exec_failure, check_clean),
-		cmocka_unit_test_teardown(test_script_without_shebang_and_relative_path, check_clean),
-		cmocka_unit_test_teardown(test_output_captured, check_clean),
-		cmocka_unit_test_teardown(test_stdin_is_dev_null, check_clean),
-		cmocka_unit_test_teardown(test_only_stdio_inherited, check_clean),
-		cmocka_unit_test_teardown(test_command_leads_its_session, check_clean),
-		cmocka_unit_test_teardown(test_background_job_killed, check_clean),
-		cmocka_unit_test_teardown(test_double_fork, check_clean),
-		cmocka_unit_test_teardown(test_setsid_daemon, check_clean),
-		cmocka_unit_test_teardown(test_term_ends_sleep_with_143, check_clean),
-		cmocka_unit_test_teardown(test_term_reaches_stopped_process, check_clean),
-		cmocka_unit_test_teardown(test_term_reaches_other_sessions, check_clean),
-		cmocka_unit_test_teardown(test_term_ignored_then_kill, check_clean),
-		cmocka_unit_test_teardown(test_step_kills_its_shim, check_clean),
-		cmocka_unit_test_teardown(test_shim_crash_then_reap_strays, check_clean),
-		cmocka_unit_test_teardown(test_runner_dies, check_clean),
-		cmocka_unit_test_teardown(test_kill_races_a_spawner, check_clean),
-		cmocka_unit_test_teardown(test_reap_strays_leaves_own_children, check_clean),
-		cmocka_unit_test_teardown(test_rusage, check_clean),
-		cmocka_unit_test_teardown(test_dir_and_env_exact, check_clean),
-		cmocka_unit_test_teardown(test_signal_mask_and_dispositions_reset, check_clean),
-		cmocka_unit_test_teardown(test_invalid_args, check_clean),
-		cmocka_unit_test_teardown(test_parallel_steps_independent, check_clean),
-		cmocka_unit_test_teardown(test_many_sequential, check_clean),
+#define COMMON_TESTS \
+		cmocka_unit_test_teardown(test_exit_codes, check_clean), \
+		cmocka_unit_test_teardown(test_killed_by_signal, check_clean), \
+		cmocka_unit_test_teardown(test_exec_failure, check_clean), \
+		cmocka_unit_test_teardown(test_script_without_shebang_and_relative_path, check_clean), \
+		cmocka_unit_test_teardown(test_output_captured, check_clean), \
+		cmocka_unit_test_teardown(test_stdin_is_dev_null, check_clean), \
+		cmocka_unit_test_teardown(test_only_stdio_inherited, check_clean), \
+		cmocka_unit_test_teardown(test_command_leads_its_session, check_clean), \
+		cmocka_unit_test_teardown(test_background_job_killed, check_clean), \
+		cmocka_unit_test_teardown(test_double_fork, check_clean), \
+		cmocka_unit_test_teardown(test_setsid_daemon, check_clean), \
+		cmocka_unit_test_teardown(test_double_forked_setsid_daemon, check_clean), \
+		cmocka_unit_test_teardown(test_term_ends_sleep_with_143, check_clean), \
+		cmocka_unit_test_teardown(test_term_reaches_stopped_process, check_clean), \
+		cmocka_unit_test_teardown(test_term_reaches_other_sessions, check_clean), \
+		cmocka_unit_test_teardown(test_term_ignored_then_kill, check_clean), \
+		cmocka_unit_test_teardown(test_step_kills_its_shim, check_clean), \
+		cmocka_unit_test_teardown(test_shim_crash_then_reap_strays, check_clean), \
+		cmocka_unit_test_teardown(test_runner_dies, check_clean), \
+		cmocka_unit_test_teardown(test_kill_races_a_spawner, check_clean), \
+		cmocka_unit_test_teardown(test_reap_strays_leaves_own_children, check_clean), \
+		cmocka_unit_test_teardown(test_rusage, check_clean), \
+		cmocka_unit_test_teardown(test_dir_and_env_exact, check_clean), \
+		cmocka_unit_test_teardown(test_signal_mask_and_dispositions_reset, check_clean), \
+		cmocka_unit_test_teardown(test_invalid_args, check_clean), \
+		cmocka_unit_test_teardown(test_parallel_steps_independent, check_clean), \
+		cmocka_unit_test_teardown(test_many_sequential, check_clean), \
+		cmocka_unit_test_teardown(test_fallback_without_fork_server, check_clean)
+	const struct CMUnitTest server_tests[] = {
+		COMMON_TESTS,
+		cmocka_unit_test_teardown(test_fork_server_in_use, check_clean),
+		cmocka_unit_test_teardown(test_fork_server_killed_mid_step, check_clean),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	const struct CMUnitTest fork_tests[] = { COMMON_TESTS };
+#undef COMMON_TESTS
+	/* runner-shim is built next to the runner binary (meson passes its path) */
+	const char *bin = getenv("RUNNER_BIN");
+	if (!bin || !*bin) {
+		fprintf(stderr, "test_proc: RUNNER_BIN (the runner binary, next to runner-shim) is not set\n");
+		return 1;
+	}
+	snprintf(g_shim, sizeof(g_shim), "%s", bin);
+	char *slash = strrchr(g_shim, '/');
+	snprintf(slash ? slash + 1 : g_shim, sizeof(g_shim) - (size_t)(slash ? slash + 1 - g_shim : 0), "runner-shim");
+	if (access(g_shim, X_OK) != 0) {
+		fprintf(stderr, "test_proc: %s: %s\n", g_shim, strerror(errno));
+		return 1;
+	}
+	g_server = 1;
+	setenv("RUNNER_SHIM", g_shim, 1);
+	int failed = cmocka_run_group_tests_name("proc, shims forked by runner-shim", server_tests, setup, teardown);
+	g_server = 0;
+	setenv("RUNNER_SHIM", "/nonexistent/runner-shim", 1);
+	rn_proc_shutdown();
+	failed += cmocka_run_group_tests_name("proc, shims forked by the runner", fork_tests, setup, teardown);
+	return failed;
 }

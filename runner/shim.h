@@ -1,0 +1,137 @@
+/* shim.h - the per-step supervisor ("shim") and the protocol of its fork server (runner-shim).
+ *
+ * This module is compiled into the runner library (proc.c forks a shim itself for sandboxed
+ * steps and when the fork server is unavailable) and into the small `runner-shim` executable
+ * (shimd.c: the fork server that proc.c asks for every other step). It uses libc only, and what
+ * runs in a shim or a command child is async-signal-safe (raw syscalls, static or stack buffers).
+ * See proc.h for the process layout and proc.c / shimd.c for the two sides of the protocol. */
+#ifndef RN_SHIM_H
+#define RN_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* enum rn_proc_fail of proc.h, repeated here so that runner-shim needs no runner header */
+enum {
+	RN_SHIM_FAIL_EXEC = 1,
+	RN_SHIM_FAIL_CHDIR = 2,
+	RN_SHIM_FAIL_SETUP = 3,
+	RN_SHIM_FAIL_SANDBOX = 4
+};
+
+/* A sandbox hook (proc.c wraps sandbox.h's functions): 0 or -errno, *stage says where it failed. */
+typedef int (*rn_shim_sandbox_fn)(const void *plan, int *stage);
+
+/* Everything a shim needs, prepared before the fork (the shim works on its own copy). */
+typedef struct rn_shim_ctx {
+	pid_t parent;           /* who forks the shim: a shim whose parent is already gone starts nothing */
+	const char *path;       /* program to execve, NULL if the PATH lookup failed */
+	int path_errno;         /* errno of the failed lookup */
+	char *const *argv;      /* the command's argv */
+	char *const *sh_argv;   /* "/bin/sh" path argv[1..]: the ENOEXEC fallback, like execvp */
+	char *const *envp;      /* the command's environment */
+	const char *dir;        /* working directory or NULL */
+	int in_fd, out_fd;      /* -1: /dev/null */
+	int status_w;           /* write end of the status pipe */
+	int children_file;      /* /proc/PID/task/TID/children exists (rn_shim_children_file) */
+	int signals_clean;      /* every signal is blocked and the dispositions are already the shim's
+	                         * (SIG_DFL, SIGINT/SIGHUP/SIGPIPE ignored): the fork server's case */
+	const void *sandbox;    /* the sandbox plan, or NULL (then the hooks are not called) */
+	rn_shim_sandbox_fn sandbox_setup;        /* in the shim, first thing (new namespaces) */
+	rn_shim_sandbox_fn sandbox_exec_prepare; /* in the command child, right before execve */
+} rn_shim_ctx;
+
+/* The status pipe carries one START byte (once the command was exec'd or failed to) and then one
+ * struct rn_shim_report (smaller than PIPE_BUF: one atomic write). A shim that dies without
+ * writing its report has one written for it by the fork server with magic RN_SHIM_DIED_MAGIC
+ * and wstatus = the shim's own wait status. */
+#define RN_SHIM_START_BYTE 'S'
+#define RN_SHIM_REPORT_MAGIC 0x726e7072u /* "rnpr" */
+#define RN_SHIM_DIED_MAGIC 0x726e7064u   /* "rnpd" */
+
+struct rn_shim_report {
+	uint32_t magic;
+	int32_t wstatus;       /* wait status of the command (of the shim when DIED), -1 if unknown */
+	int32_t exec_errno;    /* errno of a failed start, else 0 */
+	int32_t fail_stage;    /* RN_SHIM_FAIL_* */
+	int32_t survivors;     /* tree processes found alive after the command ended */
+	int32_t sandbox_stage; /* with RN_SHIM_FAIL_SANDBOX: the sandbox module's stage */
+	int64_t utime_us, stime_us, maxrss_kb; /* RUSAGE_CHILDREN of the shim: the whole tree */
+};
+
+/* ---- the fork server protocol (an AF_UNIX stream socketpair; runner-shim has it on fd 3)
+ *
+ * runner-shim --runner PID: once set up it sends a struct rn_shimd_hello. Then, per step, the
+ * runner sends a struct rn_shimd_request followed by `len` bytes of NUL-terminated strings
+ * ([path] [dir] argv... envp...) with the fds status_w, [out_fd], [in_fd] attached (SCM_RIGHTS)
+ * to its first byte; the server hands it to a shim (one it forked in advance, or a new one) and
+ * answers with a struct rn_shimd_reply, with the shim's pidfd attached when pid > 0. EOF from the
+ * runner: every shim is told to kill its tree, and the server exits once all are gone. */
+#define RN_SHIMD_MAGIC 0x726e7364u /* "rnsd" */
+#define RN_SHIMD_VERSION 1
+#define RN_SHIMD_FD 3
+#define RN_SHIMD_MAX_REQUEST (4u << 20) /* bytes of strings of one request, and how many strings: */
+#define RN_SHIMD_MAX_STRINGS 65536u     /* a larger step is forked by the runner (exec would refuse it) */
+
+enum {
+	RN_SHIMD_HAVE_PATH = 1 << 0, /* the strings start with the resolved program path */
+	RN_SHIMD_HAVE_DIR = 1 << 1,  /* then the working directory */
+	RN_SHIMD_HAVE_OUT = 1 << 2,  /* an out fd is attached after status_w */
+	RN_SHIMD_HAVE_IN = 1 << 3,   /* an in fd is attached after that */
+	RN_SHIMD_CHILDREN_FILE = 1 << 4
+};
+
+struct rn_shimd_hello {
+	uint32_t magic, version;
+	uint32_t request_size, report_size; /* sizeof of the structs, as built into runner-shim */
+};
+
+struct rn_shimd_request {
+	uint32_t magic;
+	uint32_t flags;      /* RN_SHIMD_* */
+	int32_t path_errno;  /* without HAVE_PATH */
+	uint32_t argc, envc;
+	uint32_t len;        /* bytes of strings that follow */
+};
+
+struct rn_shimd_reply {
+	uint32_t magic;
+	int32_t pid;         /* the shim, or -1 */
+	int32_t err;         /* errno of the failed fork when pid is -1 */
+	int32_t pad;
+};
+
+/* ---- the shim */
+
+/* Run the shim in a freshly forked child: rn_shim_enter, the sandbox's setup, rn_shim_keep_fds
+ * and rn_shim_run. Signals: SIGTERM = TERM (and CONT) to the tree, SIGUSR1 = kill it now (also
+ * its PDEATHSIG). Never returns. */
+_Noreturn void rn_shim_main(const rn_shim_ctx *c);
+/* First thing in a new shim: dispositions (unless signals_clean), child subreaper,
+ * PDEATHSIG(SIGUSR1) on the parent, and (check_parent) that the parent is still there.
+ * 0, or -1: the shim must _exit without starting anything. */
+int rn_shim_enter(pid_t parent, int signals_clean, int check_parent);
+/* Close every fd but 0, 1, 2 and fds[0..n) (n <= 5; negative entries are ignored). */
+void rn_shim_keep_fds(const int *fds, int n);
+/* Make the private copies of the pages rn_shim_run writes, ahead of time (a shim forked before
+ * its step is known: the fork server's spare). */
+void rn_shim_warm(void);
+/* The shim proper, once entered: start the command, supervise its tree until it is gone, write
+ * the report to c->status_w and _exit. Never returns. */
+_Noreturn void rn_shim_run(const rn_shim_ctx *c);
+
+/* Set every signal disposition to the shim's: SIG_DFL, SIGINT/SIGHUP/SIGPIPE ignored (also
+ * glibc's internal real-time signals, which sigaction() refuses). Async-signal-safe. */
+void rn_shim_reset_signals(void);
+
+/* ---- process-tree helpers (single-threaded use: they share static scratch space) */
+
+/* 1 if /proc/PID/task/TID/children exists on this kernel (probed once), else 0. */
+int rn_shim_children_file(void);
+/* SIGKILL, with their descendants, and reap every child of the caller that keep() does not
+ * claim and that is not in the caller's session; repeats while that brings orphans back (the
+ * caller is their subreaper). keep may be NULL. */
+void rn_shim_kill_strays(int (*keep)(pid_t pid, void *arg), void *arg);
+
+#endif
