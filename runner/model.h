@@ -66,7 +66,8 @@ typedef struct rn_step {
 	const char *id;          /* NULL if none */
 	const char *name;        /* display name (derived when not given) */
 	const char *kind;        /* "run", "build", "package", ..., or a plugin name */
-	const rn_node *with;     /* the kind's parameters (for run: the script scalar) */
+	const rn_node *with;     /* the kind's parameters (for run: the script scalar; for a plugin
+	                          * step {plugin, name, id, inputs}, see steps/step.h) */
 	const char *run;         /* run steps: the script */
 	const char *shell;       /* resolved: step > defaults; NULL = bash if installed, else sh */
 	rn_kvs env;              /* the step's own env (merging happens at run time) */
