@@ -59,6 +59,8 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_INFRA = 3 };
 #define SERVER_TIMEOUT_MS 5000           /* the synchronous POST of the hook */
 #define SERVER_RETRIES 10                /* the worker's retries of a POST that failed */
 #define JOBS_MAX 64
+#define KEEP_DEFAULT 100                 /* runner.keep: finished runs kept */
+#define HOOK_LOG_MAX (4u << 20)          /* hook.log is renamed hook.log.1 past this size */
 #define AFTER_MAX_MS 5000                /* the worker waits this long at most for the push to end */
 
 const char rn_cmd_hook_help[] =
@@ -78,7 +80,8 @@ const char rn_cmd_hook_help[] =
 	"  run-queue GIT_DIR     process the queue of local runs (the hook starts this detached)\n"
 	"      --after PID       first wait (5 s at most) for PID, the pushing git, to end\n"
 	"settings (git config of the repository): runner.server, runner.token, runner.file,\n"
-	"runner.jobs, runner.secrets (a dotenv file of secrets for local runs).\n"
+	"runner.jobs, runner.secrets (a dotenv file of secrets for local runs), runner.keep (finished\n"
+	"runs kept, default 100).\n"
 	"State and logs: GIT_DIR/runner/ (hook.log, RUN_ID/, latest/<ref>).\n";
 
 /* ---- settings and small helpers -------------------------------------------------------------- */
@@ -91,6 +94,7 @@ typedef struct settings {
 	char *file;      /* the pipeline file in the repository */
 	char *secrets;   /* dotenv file for local runs, or NULL */
 	int jobs;
+	int keep;        /* finished runs kept (the newest; and every ref's latest) */
 } settings;
 
 static void settings_free(settings *s)
@@ -131,6 +135,15 @@ static int settings_load(settings *s, const char *path)
 	if (!s->file)
 		s->file = rn_xstrdup(DEFAULT_FILE);
 	s->secrets = cfg(s->git_dir, "runner.secrets");
+	s->keep = KEEP_DEFAULT;
+	char *k = cfg(s->git_dir, "runner.keep");
+	if (k) {
+		char *end;
+		long n = strtol(k, &end, 10);
+		if (!*end && n >= 1 && n <= 1000000)
+			s->keep = (int)n;
+		free(k);
+	}
 	s->jobs = 1;
 	char *j = cfg(s->git_dir, "runner.jobs");
 	if (j) {
@@ -1018,6 +1031,75 @@ static void run_server(const settings *s, json_t *e)
 	free(id);
 }
 
+static int is_run_dir(const struct dirent *e);
+
+/* Collect the run ids the latest/ links point at (recursively under dir) into keep. */
+static void latest_targets(const char *dir, json_t *keep, int depth)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char *p = rn_xasprintf("%s/%s", dir, e->d_name);
+		struct stat st;
+		if (lstat(p, &st) == 0 && S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t n = readlink(p, target, sizeof(target) - 1);
+			if (n > 0) {
+				target[n] = '\0';
+				const char *base = strrchr(target, '/');
+				json_object_set_new(keep, base ? base + 1 : target, json_true());
+			}
+		} else if (S_ISDIR(st.st_mode) && depth < 64) {
+			latest_targets(p, keep, depth + 1);
+		}
+		free(p);
+	}
+	closedir(d);
+}
+
+/* Remove finished runs past the newest runner.keep (never one a latest link points at), and
+ * start a new hook.log when it has grown past HOOK_LOG_MAX. */
+static void prune(const settings *s)
+{
+	struct dirent **list = NULL;
+	int n = scandir(s->state, &list, is_run_dir, alphasort);
+	json_t *keep = json_object();
+	char *latest = state_path(s, "latest");
+	latest_targets(latest, keep, 0);
+	free(latest);
+	int kept = 0;
+	for (int i = n - 1; i >= 0; i--) { /* newest first: run ids start with the time */
+		const char *id = list[i]->d_name;
+		char *dir = rn_xasprintf("%s/%s", s->state, id), *rj = rn_xasprintf("%s/run.json", dir);
+		json_t *r = read_json(rj);
+		const char *st = r ? jstr(r, "status") : "";
+		int finished = r && strcmp(st, "running") != 0;
+		if (finished && kept >= s->keep && !json_object_get(keep, id)) {
+			if (rn_rm_rf(dir) == 0)
+				hook_log(s, "%s: removed (runner.keep = %d)", id, s->keep);
+		} else if (finished) {
+			kept++;
+		}
+		json_decref(r);
+		free(rj);
+		free(dir);
+	}
+	for (int i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+	json_decref(keep);
+	char *log = state_path(s, "hook.log"), *old = state_path(s, "hook.log.1");
+	struct stat st;
+	if (stat(log, &st) == 0 && (unsigned long long)st.st_size > HOOK_LOG_MAX)
+		rename(log, old);
+	free(log);
+	free(old);
+}
+
 /* Wait until process pid has ended, at most max_ms (a pidfd where the kernel has them). */
 static void wait_pid_gone(pid_t pid, int max_ms)
 {
@@ -1050,15 +1132,21 @@ static int cmd_run_queue(int argc, char **argv)
 	}
 	if (after > 0)
 		wait_pid_gone((pid_t)after, AFTER_MAX_MS);
+	if (rn_git_init() < 0) {
+		fprintf(stderr, "runner hook: %s\n", rn_error_last());
+		return EXIT_INFRA;
+	}
 	settings s;
 	if (settings_load(&s, argv[1]) < 0) {
 		fprintf(stderr, "runner hook: %s\n", rn_error_last());
+		rn_git_shutdown();
 		return EXIT_INFRA;
 	}
 	char exe[PATH_MAX];
 	if (self_exe(exe, sizeof(exe)) < 0) {
 		fprintf(stderr, "runner hook: %s\n", rn_error_last());
 		settings_free(&s);
+		rn_git_shutdown();
 		return EXIT_INFRA;
 	}
 	clean_git_env();
@@ -1081,12 +1169,14 @@ static int cmd_run_queue(int argc, char **argv)
 			free(done);
 			free(name);
 			json_decref(e);
+			prune(&s);
 		}
 		close(slot);
 		if (queue_empty(&s))
 			break;
 	}
 	settings_free(&s);
+	rn_git_shutdown();
 	return EXIT_OK;
 }
 
@@ -1484,8 +1574,7 @@ static int cmd_status(int argc, char **argv)
 		}
 	}
 	json_decref(summary);
-	if (!as_json)
-		json_decref(out);
+	json_decref(out);
 	free(ref);
 	settings_free(&s);
 	return EXIT_OK;
@@ -1509,6 +1598,8 @@ int rn_cmd_hook(int argc, char **argv)
 	for (size_t i = 0; i < RN_ARRAY_LEN(subs); i++) {
 		if (strcmp(argv[1], subs[i].name) != 0)
 			continue;
+		if (subs[i].fn == cmd_run_queue)
+			return cmd_run_queue(argc - 1, argv + 1); /* initialises libgit2 after its wait */
 		/* one libgit2 initialisation for the whole command: each one loads the TLS certificates,
 		 * which costs more than everything else the hook does */
 		if (rn_git_init() < 0) {

@@ -8,6 +8,7 @@
 #include "graph.h"
 #include "kvfile.h"
 #include "mask.h"
+#include "notify.h"
 #include "plugin.h"
 #include "sandbox.h"
 #include "util.h"
@@ -151,7 +152,7 @@ int rn_local_run(const rn_local_opts *o)
 	char workspace[PATH_MAX], exe[PATH_MAX];
 	char *clean = NULL; /* --clean: the fresh checkout the steps run in */
 	json_t *git = NULL;
-	rn_sink *sinks[4];
+	rn_sink *sinks[5];
 	rn_sandbox_caps caps;
 	size_t nsinks = 0;
 	FILE *console = o->json ? stderr : stdout;
@@ -233,6 +234,16 @@ int rn_local_run(const rn_local_opts *o)
 		sinks[nsinks++] = rn_json_sink_new(stdout, masker);
 	if (o->junit)
 		sinks[nsinks++] = rn_junit_sink_new(o->junit, masker);
+	/* notify: webhooks (none without `notify:` entries); delivery never fails the run */
+	json_t *ninfo = json_pack("{s:s, s:s?, s:s?, s:n}", "id", run_id, "sha",
+				  json_string_value(json_object_get(git, "sha")), "ref",
+				  json_string_value(json_object_get(git, "ref")), "logs_url");
+	json_t *nctx = json_pack("{s:O, s:O}", "secrets", secrets, "git", git ? git : json_null());
+	rn_sink *ns = rn_notify_sink_new(p, masker, ninfo, nctx, NULL);
+	json_decref(ninfo);
+	json_decref(nctx);
+	if (ns)
+		sinks[nsinks++] = ns;
 
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	rn_engine_opts eo = {

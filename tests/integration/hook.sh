@@ -368,6 +368,29 @@ t_two_at_once() {
 	expect_eq "successes" "$(grep -c ': finished: success' "$LOG")" 2
 }
 
+# runner.keep: older finished runs are removed, but never the latest run of a ref.
+t_keep() {
+	new_repo
+	git -C "$G" config runner.keep 1
+	commit .pipeline.yml 'jobs: {a: {steps: [{run: "true"}]}}'
+	push origin main
+	wait_for 60 finished 1 || fail "run 1"
+	local r1 r2 r3
+	r1=$(last_run)
+	commit x 2
+	push origin main
+	wait_for 60 finished 2 || fail "run 2"
+	r2=$(last_run)
+	git -C "$W" checkout -qb b
+	push origin b
+	wait_for 60 finished 3 || fail "run 3"
+	r3=$(last_run)
+	expect_no_file "$G/runner/$r1"
+	expect_file "$G/runner/$r2/summary.json" # main's latest
+	expect_file "$G/runner/$r3/summary.json"
+	expect_grep "$r1: removed \(runner.keep = 1\)" "$LOG"
+}
+
 # 0 when `runner serve` exists in this build (the server is built by another change).
 serve_built() {
 	! timeout 10 "$RUNNER" serve --listen not-an-address --data "$T/probe" 2>&1 </dev/null | grep -q "not built yet"
@@ -442,6 +465,7 @@ add "an invalid workflow does not fail the push: one line to the pusher, the pro
 add "the push returns while its run is still going" t_push_not_blocked
 add "runner.jobs=1: pushes in a row queue runs that run one at a time, in order" t_queue_in_order
 add "runner.jobs=2: two runs at once" t_two_at_once
+add "runner.keep removes old runs but keeps each ref's latest" t_keep
 add "--server queues the pipeline on a real runner serve" t_server
 add "--server down: the push succeeds and the POST is retried in the background" t_server_down
 run_all

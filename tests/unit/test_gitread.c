@@ -323,6 +323,46 @@ static void test_config(void **state)
 	assert_int_equal(rn_gitread_config_set(P("missing.git"), "runner.jobs", "1"), RN_ENOTFOUND);
 }
 
+static void test_git_dir(void **state)
+{
+	(void)state;
+	char *dir;
+	int bare = -1;
+	assert_int_equal(rn_gitread_git_dir(&dir, &bare, P("bare.git")), 0);
+	assert_string_equal(dir, P("bare.git"));
+	assert_int_equal(bare, 1);
+	free(dir);
+	assert_int_equal(rn_gitread_git_dir(&dir, &bare, P("work")), 0);
+	assert_string_equal(dir, P("work/.git"));
+	assert_int_equal(bare, 0);
+	free(dir);
+	assert_int_equal(rn_gitread_git_dir(&dir, NULL, P("work/.git/")), 0);
+	assert_string_equal(dir, P("work/.git"));
+	free(dir);
+	assert_int_equal(rn_gitread_git_dir(&dir, NULL, P("missing.git")), RN_ENOTFOUND);
+	assert_null(dir);
+
+	assert_int_equal(rn_gitread_hooks_dir(&dir, P("bare.git")), 0);
+	assert_string_equal(dir, P("bare.git/hooks"));
+	free(dir);
+	assert_int_equal(rn_gitread_hooks_dir(&dir, P("work")), 0);
+	assert_string_equal(dir, P("work/.git/hooks"));
+	free(dir);
+	/* core.hooksPath: absolute, or relative to the work tree (to GIT_DIR when bare) */
+	sh("git -C work config core.hooksPath ci/hooks && git -C bare.git config core.hooksPath myhooks");
+	assert_int_equal(rn_gitread_hooks_dir(&dir, P("work")), 0);
+	assert_string_equal(dir, P("work/ci/hooks"));
+	free(dir);
+	assert_int_equal(rn_gitread_hooks_dir(&dir, P("bare.git")), 0);
+	assert_string_equal(dir, P("bare.git/myhooks"));
+	free(dir);
+	sh("git -C bare.git config core.hooksPath /srv/hooks");
+	assert_int_equal(rn_gitread_hooks_dir(&dir, P("bare.git")), 0);
+	assert_string_equal(dir, "/srv/hooks");
+	free(dir);
+	sh("git -C work config --unset core.hooksPath && git -C bare.git config --unset core.hooksPath");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -333,6 +373,7 @@ int main(void)
 		cmocka_unit_test(test_default_branch),
 		cmocka_unit_test(test_zero),
 		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_git_dir),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
