@@ -426,16 +426,17 @@ static void refuse_job(agent *a, const char *lease, const char *why)
 	free(path);
 }
 
-/* An ASSIGNMENT: acknowledge it and start the job. */
-static void take_job(agent *a, json_t *answer)
+/* An ASSIGNMENT: acknowledge it and start the job. 0, or -1 for an answer that is not one. */
+static int take_job(agent *a, json_t *answer)
 {
 	const char *lease = json_string_value(json_object_get(answer, "lease"));
 	json_t *spec = json_object_get(answer, "job");
 	long ttl = (long)json_integer_value(json_object_get(answer, "lease_ttl_ms"));
 	atomic_fetch_add(&a->assignments, 1);
 	if (!rn_ajob_lease_ok(lease) || !json_is_object(spec)) {
-		say("ignoring an assignment with %s", !rn_ajob_lease_ok(lease) ? "an unusable lease id" : "no job");
-		return;
+		rn_error_set("an assignment with %s", !rn_ajob_lease_ok(lease) ? "an unusable lease id" : "no job");
+		say("ignoring %s", rn_error_last());
+		return -1;
 	}
 	char *path = rn_xasprintf("/api/v1/leases/%s/ack", lease);
 	int64_t end = rn_now_ms() + ACK_WINDOW_MS;
@@ -463,7 +464,7 @@ static void take_job(agent *a, json_t *answer)
 	}
 	free(path);
 	if (!acked)
-		return;
+		return 0;
 	rn_ajob_opts o = { .api = &a->api, .jobs_dir = a->jobs_dir, .self_exe = a->exe, .envp = a->envp,
 			   .keep = a->eff.keep_workspace, .wake_fd = a->wakefd };
 	rn_ajob *j = NULL;
@@ -473,10 +474,11 @@ static void take_job(agent *a, json_t *answer)
 		if (!strstr(why, "was taken before"))
 			refuse_job(a, lease, why);
 		free(why);
-		return;
+		return 0;
 	}
 	rn_grow(&a->jobs, &a->capjobs, a->njobs + 1, sizeof(*a->jobs));
 	a->jobs[a->njobs++] = j;
+	return 0;
 }
 
 /* One long-poll for work. Returns 1 when the server answered (job or not), 0 on a failure
@@ -495,8 +497,11 @@ static int poll_once(agent *a, int free_slots)
 	int ret = 1;
 	if (res.cancelled) {
 		ret = 1; /* a signal: handled by the loop */
-	} else if (rc == 0 && res.status == 200 && res.answer) {
-		take_job(a, res.answer);
+	} else if (rc == 0 && res.status == 200) {
+		if (!res.answer)
+			rn_error_set("the server's answer to a poll is not JSON");
+		if (!res.answer || take_job(a, res.answer) < 0)
+			ret = 0; /* not an assignment: back off as after a failure */
 	} else if (rc == 0) {
 		/* 204: no work within the wait */
 	} else if (res.status == 401 || res.status == 403) {

@@ -71,7 +71,7 @@ struct rn_ajob {
 	rn_api api;
 	char *lease, *dir, *id, *name, *log_path, *events_path;
 	char *base_path; /* "/api/v1/leases/LEASE" */
-	json_t *spec;
+	json_t *artifacts; /* ARTIFACTs of the spec (a copy) */
 	char *const *envp;
 	char *self_exe;
 	int keep, main_wake;
@@ -637,7 +637,7 @@ static int format_ok(const char *f)
  * `download:` of it fails the step, as in a local run). IO_GONE if the lease went away. */
 static int fetch_artifacts(rn_ajob *j)
 {
-	json_t *list = json_object_get(j->spec, "artifacts");
+	json_t *list = j->artifacts;
 	size_t i;
 	json_t *a;
 	json_array_foreach(list, i, a) {
@@ -1137,7 +1137,7 @@ static void ajob_free_fields(rn_ajob *j)
 	if (j->log_fd >= 0)
 		close(j->log_fd);
 	pthread_mutex_destroy(&j->mu);
-	json_decref(j->spec);
+	json_decref(j->artifacts);
 	json_decref(j->steps);
 	json_decref(j->dirty);
 	json_decref(j->prefilled);
@@ -1171,7 +1171,9 @@ int rn_ajob_start(rn_ajob **out, const rn_ajob_opts *o, const char *lease, long 
 		: json_is_integer(id) ? rn_xasprintf("%lld", (long long)json_integer_value(id)) : rn_xstrdup("?");
 	const char *nm = json_string_value(json_object_get(spec, "name"));
 	j->name = rn_xstrdup(nm ? nm : "?");
-	j->spec = json_incref(spec);
+	/* a private copy of what the threads need (nothing shared with the caller's JSON) */
+	json_t *arts = json_object_get(spec, "artifacts");
+	j->artifacts = json_is_array(arts) ? json_deep_copy(arts) : json_array();
 	j->envp = o->envp;
 	j->self_exe = rn_xstrdup(o->self_exe);
 	j->keep = o->keep;
@@ -1202,11 +1204,17 @@ int rn_ajob_start(rn_ajob **out, const rn_ajob_opts *o, const char *lease, long 
 		goto fail;
 	}
 	char *sp = rn_xasprintf("%s/job.json", j->dir), *ap = rn_xasprintf("%s/artifacts", j->dir);
+	/* one write (json_dumpfd writes token by token) */
+	char *text = json_dumps(spec, JSON_COMPACT);
 	int fd = open(sp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0 || json_dumpfd(spec, fd, JSON_COMPACT) < 0 || close(fd) < 0 || mkdir(ap, 0755) < 0) {
+	int ok = fd >= 0 && text && rn_write_all(fd, text, strlen(text)) == 0;
+	if (fd >= 0 && close(fd) < 0)
+		ok = 0;
+	if (!ok || mkdir(ap, 0755) < 0)
 		rc = rn_error_errno("cannot write %s", sp);
-		if (fd >= 0)
-			close(fd);
+	if (text) {
+		memset(text, 0, strlen(text)); /* it holds the job's secrets */
+		free(text);
 	}
 	int lfd = rc == 0 ? open(j->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
 	if (lfd >= 0)
@@ -1274,38 +1282,53 @@ int rn_ajob_cleanup_leftovers(const char *jobs_dir, long grace_ms)
 	DIR *d = opendir(jobs_dir);
 	if (!d)
 		return 0;
-	int removed = 0;
+	char **dirs = NULL;
+	pid_t *pids = NULL;
+	size_t n = 0, cap = 0;
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
-		char *dir = rn_xasprintf("%s/%s", jobs_dir, de->d_name), *pp = rn_xasprintf("%s/pid", dir);
-		char *txt = NULL;
+		rn_grow(&dirs, &cap, n + 1, sizeof(*dirs));
+		pids = rn_xreallocarray(pids, cap, sizeof(*pids));
+		dirs[n] = rn_xasprintf("%s/%s", jobs_dir, de->d_name);
+		pids[n] = 0;
+		char *pp = rn_xasprintf("%s/pid", dirs[n]), *txt = NULL;
 		size_t len;
 		if (rn_read_file(&txt, &len, pp, 64) == 0) {
 			pid_t pid = (pid_t)atoi(txt);
-			if (pid > 1 && is_our_job(pid, dir)) {
-				fprintf(stderr, "runner agent: stopping the job left running in %s (pid %d)\n", dir, (int)pid);
+			if (pid > 1 && is_our_job(pid, dirs[n])) {
+				fprintf(stderr, "runner agent: stopping the job left running in %s (pid %d)\n", dirs[n], (int)pid);
 				kill(-pid, SIGTERM);
 				kill(pid, SIGTERM);
-				int64_t end = rn_now_ms() + grace_ms;
-				while (is_our_job(pid, dir) && rn_now_ms() < end) {
-					struct timespec ts = { 0, 20 * 1000000L };
-					nanosleep(&ts, NULL);
-				}
-				if (is_our_job(pid, dir)) {
-					kill(-pid, SIGKILL);
-					kill(pid, SIGKILL);
-				}
+				pids[n] = pid;
 			}
 		}
 		free(txt);
-		fprintf(stderr, "runner agent: removing %s (a lease of an earlier run; never run again)\n", dir);
-		if (rn_rm_rf(dir) == 0)
-			removed++;
 		free(pp);
-		free(dir);
+		n++;
 	}
 	closedir(d);
+	/* they stop their steps as on a cancel; whatever is left after the grace is killed */
+	int64_t end = rn_now_ms() + grace_ms;
+	for (size_t i = 0; i < n; i++) {
+		while (pids[i] && is_our_job(pids[i], dirs[i]) && rn_now_ms() < end) {
+			struct timespec ts = { 0, 20 * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+		if (pids[i] && is_our_job(pids[i], dirs[i])) {
+			kill(-pids[i], SIGKILL);
+			kill(pids[i], SIGKILL);
+		}
+	}
+	int removed = 0;
+	for (size_t i = 0; i < n; i++) {
+		fprintf(stderr, "runner agent: removing %s (a lease of an earlier run; never run again)\n", dirs[i]);
+		if (rn_rm_rf(dirs[i]) == 0)
+			removed++;
+		free(dirs[i]);
+	}
+	free(dirs);
+	free(pids);
 	return removed;
 }

@@ -410,7 +410,22 @@ joblog_all() { # JOB_ID [ATTEMPT]
 # After an end-to-end subtest: SIGKILL its agents and server (their jobs die with them) and
 # reap them quietly.
 stop_procs() {
-	local p
+	local p n
+	# agents first, by signals (twice: running jobs are cancelled at once), so that a sanitizer
+	# build reports leaks on the way out; then whatever is left, by SIGKILL
+	for n in "${!APID[@]}"; do
+		if alive "${APID[$n]}"; then
+			kill -TERM "${APID[$n]}" 2>/dev/null
+			sleep 0.1
+			kill -TERM "${APID[$n]}" 2>/dev/null
+			wait_for 30 procs_none "agent --server $URL --token $REG --name $n " ||
+				note "agent $n did not stop on SIGTERM"
+		fi
+		if grep -q 'Sanitizer' "$T/$n.log" 2>/dev/null; then
+			fail "agent $n: sanitizer report:"
+			note "$(grep -A12 'Sanitizer' "$T/$n.log" | head -30)"
+		fi
+	done
 	for p in "${APID[@]}" ${SPID:-}; do
 		kill -9 "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
@@ -620,6 +635,35 @@ EOF
 	_temp_left_ok=1
 }
 
+# An agent that could not heartbeat longer than the lease TTL (stopped here with SIGSTOP): the
+# server hands the job out again; when the agent comes back its lease is refused (410), it kills
+# the job's processes and drops the job, and runs the new attempt like any other job.
+t_e2e_lease_gone() {
+	cat >"$T/p.yml" <<EOF
+jobs:
+  j:
+    steps:
+      - run: |
+          if [ ! -e "$T/first" ]; then touch "$T/first"; "$SLEEPER" 1000; fi
+          echo second attempt
+EOF
+	make_repo "$T/p.yml"
+	need_server --lease-ttl 2s || return
+	start_agent a1 || return
+	submit
+	wait_for 60 test -e "$T/first" || { fail "the job did not start"; return; }
+	kill -STOP "${APID[a1]}"
+	wait_for 30 job_attempt_queued 2 || fail "the job was not queued again"
+	kill -CONT "${APID[a1]}"
+	wait_for 30 procs_none "$SLEEPER" || fail "the step of the lost lease still runs"
+	wait_for 60 pipeline_done || fail "the job did not finish"
+	expect_eq "job" "$(jget j "j['status'] + ' attempt ' + str(j['attempt'])")" "success attempt 2"
+	expect_grep 'refused the lease \(gone\)' "$T/a1.log"
+	expect_grep '\(j\): dropped \(lease gone\)' "$T/a1.log"
+	expect_grep '^second attempt$' <(joblog "$(jget j "j['id']")" 2)
+}
+job_attempt_queued() { snap; [ "$(jget j "str(j['attempt']) + ' ' + j['status']")" = "$1 queued" ]; }
+
 # SIGTERM of an agent: it takes no new job, lets the running one finish, reports, exits 0; with
 # a short --shutdown-timeout the running job is cancelled and reported as such.
 t_e2e_agent_sigterm() {
@@ -787,6 +831,7 @@ add "__job: artifacts in the store format of package/download" t_job_artifacts_s
 add "e2e: DAG, matrix on two agents, artifact, failure: as runner run" w_t_e2e_dag
 add "e2e: cancel stops the step tree within 1 s" w_t_e2e_cancel
 add "e2e: kill -9 of an agent: attempt 2 elsewhere, log without gap or duplicate, old lease refused" w_t_e2e_agent_killed
+add "e2e: a lease lost while the agent was stopped: 410, its processes killed, job dropped" w_t_e2e_lease_gone
 add "e2e: SIGTERM of an agent finishes or cancels its job, exit 0" w_t_e2e_agent_sigterm
 add "e2e: server restarted mid-job: nothing lost" w_t_e2e_server_restart
 add "e2e: SIGHUP reloads labels from --config" w_t_e2e_sighup_labels
