@@ -767,7 +767,22 @@ out:
 
 /* Update or create the mirror of c->src under cache_dir, taking the exclusive lock (left held
  * in m->lock_fd). extra: one more refspec to fetch, or NULL. */
-static int mirror_sync(mirror *m, const char *cache_dir, remote_ctx *c, const char *extra)
+/* 1 if the repository has the commit want (a git_oid), without touching the network. */
+static int has_commit(git_repository *repo, const git_oid *want)
+{
+	git_commit *cm = NULL;
+	if (git_commit_lookup(&cm, repo, want) < 0) {
+		git_error_clear();
+		return 0;
+	}
+	git_commit_free(cm);
+	return 1;
+}
+
+/* Bring the mirror of c's source up to date under its lock (held exclusively on return). With
+ * want (may be NULL): a commit that, already in the mirror, makes the fetch unnecessary (a
+ * commit never changes; agents check out exact shas). */
+static int mirror_sync(mirror *m, const char *cache_dir, remote_ctx *c, const char *extra, const git_oid *want)
 {
 	m->path = NULL;
 	m->lock_fd = -1;
@@ -807,6 +822,10 @@ static int mirror_sync(mirror *m, const char *cache_dir, remote_ctx *c, const ch
 			}
 		}
 	}
+	if (repo && want && has_commit(repo, want)) {
+		git_repository_free(repo);
+		return 0;
+	}
 	if (repo) {
 		git_remote *remote = NULL;
 		rc = fetch_from(repo, c->src->fetch_url, specs, nspecs, 1, c, &remote);
@@ -834,7 +853,7 @@ int rn_git_mirror_update(char **mirror_path, const char *cache_dir, const char *
 		remote_ctx c;
 		remote_ctx_init(&c, &s, o);
 		mirror m;
-		rc = mirror_sync(&m, cache_dir, &c, NULL);
+		rc = mirror_sync(&m, cache_dir, &c, NULL, NULL);
 		if (rc == 0) {
 			*mirror_path = m.path;
 			m.path = NULL;
@@ -1235,7 +1254,7 @@ static int checkout_submodule(git_repository **out, git_repository *repo, const 
 		rc = source_init(s, url);
 	if (rc == 0) {
 		remote_ctx_init(&c, s, o);
-		rc = mirror_sync(&m, NULL, &c, NULL);
+		rc = mirror_sync(&m, NULL, &c, NULL, oid);
 	}
 	if (rc == 0) {
 		flock(m.lock_fd, LOCK_SH);
@@ -1374,7 +1393,11 @@ static int checkout_impl(const char *url_or_path, const char *ref, const char *e
 	git_repository *mr = NULL, *repo = NULL;
 	git_oid oid;
 	int created = 0;
-	rc = mirror_sync(&m, NULL, &c, extra);
+	/* an exact sha that the mirror has already needs no fetch */
+	git_oid want;
+	int exact = ref && strlen(ref) == GIT_OID_HEXSZ && strspn(ref, "0123456789abcdefABCDEF") == GIT_OID_HEXSZ &&
+		    git_oid_fromstr(&want, ref) == 0;
+	rc = mirror_sync(&m, NULL, &c, extra, exact ? &want : NULL);
 	free(extra_spec);
 	if (rc < 0)
 		goto out;

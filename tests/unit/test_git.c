@@ -325,6 +325,28 @@ static void test_mirror_reuse_and_prune(void **state)
 	free(m2);
 }
 
+/* An exact sha the mirror already has is checked out without asking the remote (agents check
+ * out exact shas, many times); a branch still asks. */
+static void test_exact_sha_needs_no_fetch(void **state)
+{
+	(void)state;
+	sh("git clone -q --bare repos/app.git repos/gone.git");
+	char sha[64];
+	snprintf(sha, sizeof(sha), "%s", out("git -C repos/gone.git rev-parse main"));
+	char *url = rn_xasprintf("file://%s", P("repos/gone.git"));
+	rn_git_result res;
+	assert_int_equal(rn_git_checkout(url, "main", P("co/gone1"), NULL, &res), 0);
+	sh("mv repos/gone.git repos/gone-away.git");
+	assert_int_equal(rn_git_checkout(url, sha, P("co/gone2"), NULL, &res), 0);
+	assert_string_equal(res.sha, sha);
+	assert_string_equal(out("cat co/gone2/README"), "two");
+	assert_true(rn_git_checkout(url, "main", P("co/gone3"), NULL, &res) < 0);
+	/* an exact sha the mirror lacks still fetches (and fails here: the remote is gone) */
+	assert_true(rn_git_checkout(url, "0123456789012345678901234567890123456789", P("co/gone4"), NULL, &res) < 0);
+	sh("mv repos/gone-away.git repos/gone.git");
+	free(url);
+}
+
 static void test_lock(void **state)
 {
 	(void)state;
@@ -554,6 +576,7 @@ int main(void)
 		cmocka_unit_test(test_bad_ref),
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_mirror_reuse_and_prune),
+		cmocka_unit_test(test_exact_sha_needs_no_fetch),
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_dest),
 		cmocka_unit_test(test_submodules),
