@@ -238,7 +238,7 @@ static int do_register(agent *a)
 	int ret = EXIT_INFRA;
 	for (int attempt = 1;; attempt++) {
 		rn_api_call c = { .method = "POST", .path = "/api/v1/agents/register", .json = body,
-				  .cancel = signal_pending, .cb_arg = a };
+				  .cancel = signal_pending, .wake_fd = a->sigfd, .cb_arg = a };
 		rn_api_res res;
 		int rc = rn_api_do(&a->reg, &c, &res);
 		const char *id = json_string_value(json_object_get(res.answer, "id"));
@@ -489,7 +489,7 @@ static int poll_once(agent *a, int free_slots)
 	char path[64];
 	snprintf(path, sizeof(path), "/api/v1/agents/poll?wait=%d", POLL_WAIT_S);
 	rn_api_call c = { .method = "POST", .path = path, .json = body, .timeout_ms = (POLL_WAIT_S + 15) * 1000L,
-			  .max_answer = ASSIGNMENT_MAX, .cancel = signal_pending, .cb_arg = a };
+			  .max_answer = ASSIGNMENT_MAX, .cancel = signal_pending, .wake_fd = a->sigfd, .cb_arg = a };
 	rn_api_res res;
 	atomic_fetch_add(&a->polls, 1);
 	int rc = rn_api_do(&a->api, &c, &res);

@@ -106,6 +106,7 @@ int rn_api_do(const rn_api *api, const rn_api_call *c, rn_api_res *res)
 		.attempts = 1,
 		.max_body = c->max_answer ? c->max_answer : ANSWER_MAX,
 		.cancel = c->cancel,
+		.wake_fd = c->wake_fd,
 		.cb_arg = c->cb_arg,
 	};
 	if (json) {

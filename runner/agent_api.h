@@ -27,7 +27,8 @@ typedef struct rn_api_call {
 	long timeout_ms;          /* whole call (default 30 s) */
 	size_t max_answer;        /* cap of the answer's body (default 1 MiB; an ASSIGNMENT carries
 	                           * the workflow text) */
-	int (*cancel)(void *arg); /* polled every 100 ms; non-zero aborts the call */
+	int (*cancel)(void *arg); /* polled every 100 ms (or when wake_fd is readable); non-zero aborts */
+	int wake_fd;              /* > 0: poll cancel only when this fd is readable (no idle wakeups) */
 	void *cb_arg;
 } rn_api_call;
 

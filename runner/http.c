@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -218,6 +220,11 @@ static int backoff_sleep(const rn_http_req *req, long ms)
 		int64_t left = end - rn_now_ms();
 		if (left <= 0)
 			return 0;
+		if (req->cancel && req->wake_fd > 0) {
+			struct pollfd p = { .fd = req->wake_fd, .events = POLLIN };
+			poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+			continue;
+		}
 		if (req->cancel && left > 50)
 			left = 50;
 		struct timespec ts = { (time_t)(left / 1000), (long)(left % 1000) * 1000000L };
@@ -288,7 +295,12 @@ static CURLcode run_transfer(CURL *h, xfer *x)
 			res = CURLE_ABORTED_BY_CALLBACK;
 			break;
 		}
-		if (curl_multi_poll(m, NULL, 0, CANCEL_POLL_MS, &n) != CURLM_OK) {
+		/* with a wake fd, sleep until curl or the fd has something (curl bounds the wait by
+		 * its own timers: timeouts, stall checks) */
+		struct curl_waitfd wfd = { .fd = x->req->wake_fd, .events = CURL_WAIT_POLLIN };
+		int have_fd = x->req->wake_fd > 0;
+		if (curl_multi_poll(m, have_fd ? &wfd : NULL, have_fd ? 1 : 0, have_fd ? 60000 : CANCEL_POLL_MS, &n) !=
+		    CURLM_OK) {
 			res = CURLE_FAILED_INIT;
 			break;
 		}

@@ -39,6 +39,9 @@ typedef struct rn_http_req {
 	long retry_max_delay_ms;        /* backoff cap, also for Retry-After (default 30 s) */
 	size_t max_body;                /* cap of resp->body (default RN_HTTP_BODY_MAX) */
 	int (*cancel)(void *arg);       /* polled every 100 ms during transfers and backoff; non-zero aborts */
+	int wake_fd;                    /* > 0: cancel is polled only when this fd is readable (e.g. a
+	                                 * signalfd) or curl has work, instead of every 100 ms: an idle
+	                                 * long-poll then costs no CPU */
 	/* called before each backoff sleep: the failed attempt (1-based), the delay, why it failed */
 	void (*on_retry)(void *arg, int attempt, long delay_ms, const char *why);
 	void *cb_arg;                   /* the argument of cancel and on_retry */
