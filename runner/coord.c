@@ -41,7 +41,10 @@ typedef struct model {
 
 struct rn_coord {
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* CLOCK_MONOTONIC; broadcast on every state change */
+	/* CLOCK_MONOTONIC conditions: `state` is broadcast on every change of jobs and the queue
+	 * (polls, heartbeats), `logs` on log appends and job ends (log tails), `tick` only to stop
+	 * the expiry thread */
+	pthread_cond_t state, logs, tick;
 	rn_store *store;
 	char *data_dir, *git_dir, *logs_dir, *art_dir, *tmp_dir;
 	int64_t ttl_ms, ack_ms, max_artifact;
@@ -67,9 +70,11 @@ static void unlock(rn_coord *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* A state change: wake polls, heartbeats and log tails. */
 static void wake(rn_coord *c)
 {
-	pthread_cond_broadcast(&c->cond);
+	pthread_cond_broadcast(&c->state);
+	pthread_cond_broadcast(&c->logs);
 }
 
 static int64_t mono_ms(void)
@@ -79,11 +84,11 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Wait for a broadcast or until the monotonic deadline (ms); the lock is held. */
-static void wait_until(rn_coord *c, int64_t deadline)
+/* Wait for a broadcast of cond or until the monotonic deadline (ms); the lock is held. */
+static void wait_until(rn_coord *c, pthread_cond_t *cond, int64_t deadline)
 {
 	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000), .tv_nsec = (long)(deadline % 1000) * 1000000 };
-	pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+	pthread_cond_timedwait(cond, &c->lock, &ts);
 }
 
 static void set_str(char **dst, const char *s)
@@ -577,9 +582,8 @@ static void *ticker_main(void *arg)
 	lock(c);
 	int64_t next = mono_ms() + 1000;
 	while (!c->stopping) {
-		/* the condition variable wakes on every state change: only the deadline counts */
 		if (mono_ms() < next) {
-			wait_until(c, next);
+			wait_until(c, &c->tick, next);
 			continue;
 		}
 		next = mono_ms() + 1000;
@@ -632,7 +636,9 @@ int rn_coord_open(rn_coord **out, const rn_coord_opts *o)
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cond, &ca);
+	pthread_cond_init(&c->state, &ca);
+	pthread_cond_init(&c->logs, &ca);
+	pthread_cond_init(&c->tick, &ca);
 	pthread_condattr_destroy(&ca);
 	c->data_dir = rn_xstrdup(o->data_dir);
 	c->git_dir = rn_xasprintf("%s/git", o->data_dir);
@@ -673,6 +679,7 @@ void rn_coord_stop(rn_coord *c)
 	lock(c);
 	c->stopping = 1;
 	wake(c);
+	pthread_cond_broadcast(&c->tick);
 	unlock(c);
 }
 
@@ -700,7 +707,9 @@ void rn_coord_close(rn_coord *c)
 	free(c->logs_dir);
 	free(c->art_dir);
 	free(c->tmp_dir);
-	pthread_cond_destroy(&c->cond);
+	pthread_cond_destroy(&c->state);
+	pthread_cond_destroy(&c->logs);
+	pthread_cond_destroy(&c->tick);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -1046,7 +1055,7 @@ int rn_coord_log_read(rn_coord *c, int64_t pipeline, int n, int attempt, int64_t
 		out->count = size - out->offset;
 		if (out->count > 0 || out->complete || c->stopping || mono_ms() >= deadline)
 			break;
-		wait_until(c, deadline);
+		wait_until(c, &c->logs, deadline);
 	}
 	unlock(c);
 	if (rc == 0 && out->count > 0) {
@@ -1219,13 +1228,13 @@ static int labels_match(json_t *want, json_t *have)
 	return 1;
 }
 
-/* The JOBSPEC of job j of ps (the lock is held). */
-static json_t *jobspec(rn_coord *c, const pset *ps, const rn_store_job *j)
+/* The JOBSPEC of job j of pipeline p (the lock is held). */
+static json_t *jobspec(rn_coord *c, const rn_store_pipeline *p, const rn_store_job *j)
 {
 	json_t *arts = json_array();
 	rn_store_artifact *v = NULL;
 	size_t n = 0;
-	if (rn_store_artifacts_of(c->store, ps->p.id, &v, &n) == 0)
+	if (rn_store_artifacts_of(c->store, p->id, &v, &n) == 0)
 		for (size_t i = 0; i < n; i++)
 			json_array_append_new(arts, artifact_json_of(&v[i]));
 	rn_store_artifacts_free(v, n);
@@ -1235,81 +1244,96 @@ static json_t *jobspec(rn_coord *c, const pset *ps, const rn_store_job *j)
 	json_object_set_new(o, "name", json_string(j->name));
 	json_object_set_new(o, "job", json_string(j->job));
 	json_object_set_new(o, "attempt", json_integer(j->attempt));
-	json_object_set_new(o, "repo", json_string(ps->p.repo));
-	json_object_set_new(o, "ref", json_string(ps->p.ref));
-	json_object_set_new(o, "sha", json_string(ps->p.sha));
-	json_object_set_new(o, "file", json_string(ps->p.file));
-	json_object_set_new(o, "workflow", json_string(ps->p.workflow ? ps->p.workflow : ""));
+	json_object_set_new(o, "repo", json_string(p->repo));
+	json_object_set_new(o, "ref", json_string(p->ref));
+	json_object_set_new(o, "sha", json_string(p->sha));
+	json_object_set_new(o, "file", json_string(p->file));
+	json_object_set_new(o, "workflow", json_string(p->workflow ? p->workflow : ""));
 	json_object_set_new(o, "run_id", json_sprintf("%lld", (long long)j->pipeline));
-	json_object_set_new(o, "git", json_deep_copy(ps->p.git));
+	json_object_set_new(o, "git", json_deep_copy(p->git));
 	json_object_set_new(o, "needs", j->needs ? json_deep_copy(j->needs) : json_object());
-	json_object_set_new(o, "env", json_deep_copy(ps->p.env));
+	json_object_set_new(o, "env", json_deep_copy(p->env));
 	json_object_set_new(o, "secrets", json_deep_copy(c->secrets));
 	json_object_set_new(o, "artifacts", arts);
 	return o;
+}
+
+typedef struct pick {
+	rn_coord *c;
+	const rn_store_agent *a;
+	int64_t pipeline;
+	int n;
+	int rc;
+} pick;
+
+/* The first queued job the agent has the labels for and whose matrix is under max-parallel. */
+static int pick_cb(const rn_store_qent *q, void *arg)
+{
+	pick *p = arg;
+	if (!labels_match(q->runs_on, p->a->labels))
+		return 0;
+	if (q->max_parallel > 0) {
+		int64_t active = 0;
+		p->rc = rn_store_group_active(p->c->store, q->pipeline, q->group, &active);
+		if (p->rc < 0)
+			return 1;
+		if (active >= q->max_parallel)
+			return 0;
+	}
+	p->pipeline = q->pipeline;
+	p->n = q->n;
+	return 1;
 }
 
 /* Lease the first queued job agent a can take; *assignment NULL if none (the lock is held). */
 static int try_assign(rn_coord *c, const rn_store_agent *a, json_t **assignment)
 {
 	*assignment = NULL;
-	rn_store_job *q = NULL;
-	size_t nq = 0;
-	int rc = rn_store_jobs_in_state(c->store, RN_JS_QUEUED, QUEUE_SCAN, &q, &nq);
-	size_t pick = nq;
-	for (size_t i = 0; rc == 0 && i < nq && pick == nq; i++) {
-		if (!labels_match(q[i].runs_on, a->labels))
-			continue;
-		if (q[i].max_parallel > 0) {
-			int64_t active = 0;
-			rc = rn_store_group_active(c->store, q[i].pipeline, q[i].group, &active);
-			if (active >= q[i].max_parallel)
-				continue;
-		}
-		pick = i;
-	}
-	if (rc < 0 || pick == nq) {
-		rn_store_jobs_free(q, nq);
+	pick pk = { .c = c, .a = a };
+	int rc = rn_store_queue_each(c->store, pick_cb, &pk);
+	if (rc == 0)
+		rc = pk.rc;
+	if (rc < 0 || !pk.n)
 		return rc;
-	}
 	int64_t now = rn_wall_ms();
 	char lease[65];
-	pset ps;
+	rn_store_pipeline p = { 0 };
+	rn_store_job j = { 0 };
 	rc = random_hex(lease);
 	if (rc == 0)
 		rc = rn_store_begin(c->store);
+	if (rc < 0)
+		return rc;
+	rc = rn_store_pipeline_get(c->store, pk.pipeline, &p);
 	if (rc == 0)
-		rc = pset_load(c, q[pick].pipeline, &ps);
-	else
-		memset(&ps, 0, sizeof(ps));
+		rc = rn_store_job_get(c->store, pk.pipeline, pk.n, &j);
 	if (rc == 0) {
-		rn_store_job *j = &ps.v[q[pick].n - 1];
-		j->state = RN_JS_ASSIGNED;
-		set_str(&j->lease, lease);
-		j->agent_id = a->id;
-		set_str(&j->agent, a->name);
-		j->lease_expires_ms = now + c->ack_ms;
-		free(j->reason);
-		j->reason = NULL;
-		ps.dirty[q[pick].n - 1] = 1;
-		if (!ps.p.started_ms) {
-			ps.p.started_ms = now;
-			ps.pdirty = 1;
-		}
-		if (ps.p.state == RN_PS_QUEUED) {
-			ps.p.state = RN_PS_RUNNING;
-			ps.pdirty = 1;
-		}
-		rn_metrics_observe(c->metrics, RN_M_QUEUE_WAIT, (double)(now - j->queued_ms) / 1000.0);
-		rc = commit(c, &ps);
-		if (rc == 0)
-			*assignment = json_pack("{s:s, s:I, s:o}", "lease", lease, "lease_ttl_ms", (json_int_t)c->ttl_ms,
-						"job", jobspec(c, &ps, j));
-	} else if (rc < 0) {
-		rn_store_rollback(c->store);
+		j.state = RN_JS_ASSIGNED;
+		set_str(&j.lease, lease);
+		j.agent_id = a->id;
+		set_str(&j.agent, a->name);
+		j.lease_expires_ms = now + c->ack_ms;
+		free(j.reason);
+		j.reason = NULL;
+		rc = rn_store_job_put(c->store, &j);
 	}
-	pset_free(&ps);
-	rn_store_jobs_free(q, nq);
+	if (rc == 0 && (!p.started_ms || p.state == RN_PS_QUEUED)) {
+		if (!p.started_ms)
+			p.started_ms = now;
+		p.state = RN_PS_RUNNING;
+		rc = rn_store_pipeline_put(c->store, &p);
+	}
+	if (rc == 0)
+		rc = rn_store_commit(c->store);
+	else
+		rn_store_rollback(c->store);
+	if (rc == 0) {
+		rn_metrics_observe(c->metrics, RN_M_QUEUE_WAIT, (double)(now - j.queued_ms) / 1000.0);
+		*assignment = json_pack("{s:s, s:I, s:o}", "lease", lease, "lease_ttl_ms", (json_int_t)c->ttl_ms, "job",
+					jobspec(c, &p, &j));
+	}
+	rn_store_pipeline_clear(&p);
+	rn_store_job_clear(&j);
 	return rc;
 }
 
@@ -1337,7 +1361,7 @@ int rn_coord_poll(rn_coord *c, int64_t agent_id, json_t *labels, int64_t wait_ms
 		rc = try_assign(c, &a, assignment);
 		if (rc < 0 || *assignment || mono_ms() >= deadline)
 			break;
-		wait_until(c, deadline);
+		wait_until(c, &c->state, deadline);
 	}
 	if (rc == 0 && mono_ms() - touched > 1000)
 		rc = touch_agent(c, &a, NULL);
@@ -1350,63 +1374,59 @@ int rn_coord_poll(rn_coord *c, int64_t agent_id, json_t *labels, int64_t wait_ms
 	return rc;
 }
 
-/* ---- leases ---- */
+/* ---- leases: the calls of an agent touch only their job's row ---- */
 
-/* Load the pipeline of a live lease into ps and *idx (the lock is held, a transaction open). */
-static int lease_pset(rn_coord *c, const char *lease, int64_t agent_id, pset *ps, size_t *idx)
+/* Begin a transaction and load the job of a live lease (the lock is held). */
+static int lease_begin(rn_coord *c, const char *lease, int64_t agent_id, rn_store_job *j)
 {
-	memset(ps, 0, sizeof(*ps));
-	rn_store_job j;
-	int rc = live_lease(c, lease, agent_id, &j);
-	if (rc == 0)
-		rc = pset_load(c, j.pipeline, ps);
-	if (rc == 0)
-		*idx = (size_t)j.n - 1;
-	rn_store_job_clear(&j);
-	return rc;
-}
-
-/* The agent works on it: an assigned lease becomes running (implicit or explicit ack). */
-static void activate(rn_coord *c, pset *ps, size_t i, int64_t now)
-{
-	rn_store_job *j = &ps->v[i];
-	if (j->state == RN_JS_ASSIGNED) {
-		j->state = RN_JS_RUNNING;
-		j->started_ms = now;
-		j->lease_expires_ms = now + c->ttl_ms;
-		ps->dirty[i] = 1;
-	}
-}
-
-/* Begin a transaction and load the live lease (the lock is held). */
-static int lease_begin(rn_coord *c, const char *lease, int64_t agent_id, pset *ps, size_t *idx)
-{
-	memset(ps, 0, sizeof(*ps));
+	memset(j, 0, sizeof(*j));
 	int rc = rn_store_begin(c->store);
 	if (rc == 0) {
-		rc = lease_pset(c, lease, agent_id, ps, idx);
+		rc = live_lease(c, lease, agent_id, j);
 		if (rc < 0)
 			rn_store_rollback(c->store);
 	}
 	return rc;
 }
 
+/* Write the job (if dirty) and commit; rolls back on failure. Nobody waits for what these calls
+ * change (renewals, acks, steps): no wake-up. */
+static int lease_commit(rn_coord *c, rn_store_job *j, int dirty)
+{
+	int rc = dirty ? rn_store_job_put(c->store, j) : 0;
+	if (rc == 0)
+		rc = rn_store_commit(c->store);
+	else
+		rn_store_rollback(c->store);
+	return rc;
+}
+
+/* The agent works on it: an assigned lease becomes running (implicit or explicit ack); 1 if
+ * that changed the job. */
+static int activate(rn_coord *c, rn_store_job *j, int64_t now)
+{
+	if (j->state != RN_JS_ASSIGNED)
+		return 0;
+	j->state = RN_JS_RUNNING;
+	j->started_ms = now;
+	j->lease_expires_ms = now + c->ttl_ms;
+	return 1;
+}
+
 int rn_coord_ack(rn_coord *c, const char *lease, int64_t agent_id, json_t **out)
 {
 	*out = NULL;
-	pset ps;
-	size_t i = 0;
+	rn_store_job j;
 	int64_t now = rn_wall_ms();
 	lock(c);
-	int rc = lease_begin(c, lease, agent_id, &ps, &i);
+	int rc = lease_begin(c, lease, agent_id, &j);
 	if (rc == 0) {
-		activate(c, &ps, i, now);
-		ps.v[i].lease_expires_ms = now + c->ttl_ms;
-		ps.dirty[i] = 1;
-		rc = commit(c, &ps);
+		activate(c, &j, now);
+		j.lease_expires_ms = now + c->ttl_ms;
+		rc = lease_commit(c, &j, 1);
 	}
 	unlock(c);
-	pset_free(&ps);
+	rn_store_job_clear(&j);
 	if (rc == 0)
 		*out = json_pack("{s:I}", "lease_ttl_ms", (json_int_t)c->ttl_ms);
 	return rc;
@@ -1415,18 +1435,16 @@ int rn_coord_ack(rn_coord *c, const char *lease, int64_t agent_id, json_t **out)
 /* Renew a live lease; *cancel gets its cancel flag (the lock is held). */
 static int renew(rn_coord *c, const char *lease, int64_t agent_id, int *cancel)
 {
-	pset ps;
-	size_t i = 0;
+	rn_store_job j;
 	int64_t now = rn_wall_ms();
-	int rc = lease_begin(c, lease, agent_id, &ps, &i);
+	int rc = lease_begin(c, lease, agent_id, &j);
 	if (rc == 0) {
-		activate(c, &ps, i, now);
-		ps.v[i].lease_expires_ms = now + c->ttl_ms;
-		ps.dirty[i] = 1;
-		*cancel = ps.v[i].cancel;
-		rc = commit(c, &ps);
+		activate(c, &j, now);
+		j.lease_expires_ms = now + c->ttl_ms;
+		*cancel = j.cancel;
+		rc = lease_commit(c, &j, 1);
 	}
-	pset_free(&ps);
+	rn_store_job_clear(&j);
 	return rc;
 }
 
@@ -1438,7 +1456,7 @@ int rn_coord_heartbeat(rn_coord *c, const char *lease, int64_t agent_id, int64_t
 	int rc = renew(c, lease, agent_id, cancel);
 	if (rc == 0 && !*cancel && wait_ms > 0) {
 		while (!c->stopping && mono_ms() < deadline) {
-			wait_until(c, deadline);
+			wait_until(c, &c->state, deadline);
 			rn_store_job j;
 			rc = live_lease(c, lease, agent_id, &j);
 			if (rc == 0)
@@ -1458,19 +1476,17 @@ int rn_coord_log_append(rn_coord *c, const char *lease, int64_t agent_id, int64_
 			size_t len, int64_t *length)
 {
 	*length = 0;
-	pset ps;
-	size_t i = 0;
+	rn_store_job j;
 	int64_t now = rn_wall_ms();
 	lock(c);
-	int rc = lease_begin(c, lease, agent_id, &ps, &i);
+	int rc = lease_begin(c, lease, agent_id, &j);
 	if (rc < 0) {
 		unlock(c);
 		return rc;
 	}
-	rn_store_job *j = &ps.v[i];
-	activate(c, &ps, i, now);
-	char *dir = rn_xasprintf("%s/%lld", c->logs_dir, (long long)j->pipeline);
-	char *path = log_path(c, j->pipeline, j->n, j->attempt);
+	int dirty = activate(c, &j, now);
+	char *dir = rn_xasprintf("%s/%lld", c->logs_dir, (long long)j.pipeline);
+	char *path = log_path(c, j.pipeline, j.n, j.attempt);
 	int fd = -1;
 	rc = rn_mkdir_p(dir, 0755);
 	if (rc == 0) {
@@ -1493,18 +1509,18 @@ int rn_coord_log_append(rn_coord *c, const char *lease, int64_t agent_id, int64_
 			if (rc == 0) {
 				*length = have + (int64_t)(len - skip);
 				rn_metrics_add(c->metrics, RN_M_LOG_BYTES, len - skip);
-			} else {
+				pthread_cond_broadcast(&c->logs);
+			} else if (ftruncate(fd, (off_t)have) < 0) {
 				/* a short write: put the file back to what it had */
-				if (ftruncate(fd, (off_t)have) < 0)
-					rc = rn_error_errno("%s", path);
+				rc = rn_error_errno("%s", path);
 			}
 		}
 	}
 	if (fd >= 0)
 		close(fd);
-	int rc2 = commit(c, &ps);
+	int rc2 = lease_commit(c, &j, dirty);
 	unlock(c);
-	pset_free(&ps);
+	rn_store_job_clear(&j);
 	free(dir);
 	free(path);
 	return rc < 0 ? rc : rc2;
@@ -1520,33 +1536,59 @@ static json_int_t step_index(json_t *s)
 int rn_coord_steps(rn_coord *c, const char *lease, int64_t agent_id, json_t *steps, int *cancel)
 {
 	*cancel = 0;
-	pset ps;
-	size_t i = 0;
+	rn_store_job j;
 	int64_t now = rn_wall_ms();
 	lock(c);
-	int rc = lease_begin(c, lease, agent_id, &ps, &i);
+	int rc = lease_begin(c, lease, agent_id, &j);
 	if (rc == 0) {
-		rn_store_job *j = &ps.v[i];
-		activate(c, &ps, i, now);
+		activate(c, &j, now);
 		size_t k;
 		json_t *s;
 		json_array_foreach(steps, k, s) {
 			json_int_t idx = step_index(s);
-			size_t pos = 0, m = json_array_size(j->steps);
-			while (pos < m && step_index(json_array_get(j->steps, pos)) < idx)
+			size_t pos = 0, m = json_array_size(j.steps);
+			while (pos < m && step_index(json_array_get(j.steps, pos)) < idx)
 				pos++;
-			if (pos < m && step_index(json_array_get(j->steps, pos)) == idx)
-				json_array_set(j->steps, pos, s);
+			if (pos < m && step_index(json_array_get(j.steps, pos)) == idx)
+				json_array_set(j.steps, pos, s);
 			else if (m < MAX_STEPS)
-				json_array_insert(j->steps, pos, s);
+				json_array_insert(j.steps, pos, s);
 		}
-		ps.dirty[i] = 1;
-		*cancel = j->cancel;
-		rc = commit(c, &ps);
+		*cancel = j.cancel;
+		rc = lease_commit(c, &j, 1);
 	}
 	unlock(c);
-	pset_free(&ps);
+	rn_store_job_clear(&j);
 	return rc;
+}
+
+/* Whether finishing job n (1-based) of a pipeline can change anything else: a failure (fail-fast,
+ * skipping), a cancelled pipeline, the last job, or a user whose needs are now all finished. */
+static int finish_decides(rn_coord *c, const rn_store_pipeline *p, const model *m, const rn_store_job *j)
+{
+	if (!m || counts_as_failure(j) || p->cancel)
+		return 1;
+	rn_jstate *st = NULL;
+	size_t n = 0;
+	if (rn_store_job_states(c->store, p->id, &st, &n) < 0 || n != m->g.n) {
+		free(st);
+		return 1;
+	}
+	int decides = 1;
+	for (size_t i = 0; i < n && decides; i++)
+		decides = rn_jstate_final(st[i]);
+	const rn_gnode *node = &m->g.nodes[j->n - 1];
+	for (size_t u = 0; u < node->nusers && !decides; u++) {
+		const rn_gnode *un = &m->g.nodes[node->users[u]];
+		if (st[node->users[u]] != RN_JS_PENDING)
+			continue;
+		size_t k = 0;
+		while (k < un->ndeps && rn_jstate_final(st[un->deps[k]]))
+			k++;
+		decides = k == un->ndeps;
+	}
+	free(st);
+	return decides;
 }
 
 int rn_coord_finish(rn_coord *c, const char *lease, int64_t agent_id, rn_jstate state, json_t *outputs,
@@ -1556,41 +1598,59 @@ int rn_coord_finish(rn_coord *c, const char *lease, int64_t agent_id, rn_jstate 
 	int64_t now = rn_wall_ms();
 	lock(c);
 	/* a second finish of the same lease answers the job again */
-	rn_store_job done;
-	int rc = rn_store_job_by_lease(c->store, lease, &done);
-	if (rc == 0 && done.agent_id == agent_id && rn_jstate_final(done.state)) {
-		*out = job_json(&done);
-		rn_store_job_clear(&done);
+	rn_store_job j;
+	int rc = rn_store_job_by_lease(c->store, lease, &j);
+	if (rc == 0 && j.agent_id == agent_id && rn_jstate_final(j.state)) {
+		*out = job_json(&j);
+		rn_store_job_clear(&j);
 		unlock(c);
 		return 0;
 	}
-	rn_store_job_clear(&done);
-	pset ps;
-	size_t i = 0;
-	rc = lease_begin(c, lease, agent_id, &ps, &i);
-	if (rc == 0) {
-		rn_store_job *j = &ps.v[i];
-		if (!j->started_ms)
-			j->started_ms = now;
-		j->state = state;
-		set_str(&j->reason, reason);
-		j->finished_ms = now;
-		j->lease_expires_ms = 0;
-		json_decref(j->outputs);
-		j->outputs = outputs ? json_deep_copy(outputs) : json_object();
-		close_steps(j);
-		ps.dirty[i] = 1;
-		rn_metrics_observe(c->metrics, RN_M_JOB_DURATION, (double)(now - j->started_ms) / 1000.0);
-		if (!ps.m && rn_jstate_final(state))
-			ps.m = model_get(c, &ps.p);
-		concluded(c, &ps, i, now);
-		advance(c, &ps, now);
-		rc = commit(c, &ps);
-		if (rc == 0)
-			*out = job_json(&ps.v[i]);
+	rn_store_job_clear(&j);
+	rc = lease_begin(c, lease, agent_id, &j);
+	if (rc < 0) {
+		unlock(c);
+		return rc;
 	}
+	if (!j.started_ms)
+		j.started_ms = now;
+	j.state = state;
+	set_str(&j.reason, reason);
+	j.finished_ms = now;
+	j.lease_expires_ms = 0;
+	json_decref(j.outputs);
+	j.outputs = outputs ? json_deep_copy(outputs) : json_object();
+	close_steps(&j);
+	rn_metrics_observe(c->metrics, RN_M_JOB_DURATION, (double)(now - j.started_ms) / 1000.0);
+	rc = rn_store_job_put(c->store, &j);
+	rn_store_pipeline p = { 0 };
+	if (rc == 0)
+		rc = rn_store_pipeline_get(c->store, j.pipeline, &p);
+	model *m = rc == 0 ? model_get(c, &p) : NULL;
+	if (m && m->g.n <= (size_t)j.n - 1)
+		m = NULL;
+	if (rc == 0 && finish_decides(c, &p, m, &j)) {
+		/* the whole pipeline: fail-fast, decisions, its state */
+		pset ps;
+		rc = pset_load(c, j.pipeline, &ps);
+		if (rc == 0) {
+			ps.m = m;
+			concluded(c, &ps, (size_t)j.n - 1, now);
+			advance(c, &ps, now);
+			rc = pset_save(c, &ps);
+		}
+		pset_free(&ps);
+	}
+	if (rc == 0)
+		rc = rn_store_commit(c->store);
+	else
+		rn_store_rollback(c->store);
+	wake(c);
 	unlock(c);
-	pset_free(&ps);
+	if (rc == 0)
+		*out = job_json(&j);
+	rn_store_pipeline_clear(&p);
+	rn_store_job_clear(&j);
 	return rc;
 }
 
@@ -1702,21 +1762,20 @@ int rn_coord_upload_begin(rn_coord *c, const char *lease, int64_t agent_id, cons
 			  rn_coord_upload **out)
 {
 	*out = NULL;
-	pset ps;
-	size_t i = 0;
+	rn_store_job j;
 	rn_store_artifact old = { 0 };
 	lock(c);
-	int rc = lease_begin(c, lease, agent_id, &ps, &i);
+	int rc = lease_begin(c, lease, agent_id, &j);
 	if (rc == 0) {
-		activate(c, &ps, i, rn_wall_ms());
-		rc = name_taken(c, &ps.v[i], name, &old);
+		int dirty = activate(c, &j, rn_wall_ms());
+		rc = name_taken(c, &j, name, &old);
 		if (rc == 0)
-			rc = commit(c, &ps);
+			rc = lease_commit(c, &j, dirty);
 		else
 			rn_store_rollback(c->store);
 	}
 	unlock(c);
-	pset_free(&ps);
+	rn_store_job_clear(&j);
 	rn_store_artifact_clear(&old);
 	if (rc < 0)
 		return rc;
@@ -1776,15 +1835,14 @@ int rn_coord_upload_end(rn_coord *c, rn_coord_upload *u, const char *sha256, jso
 		rn_coord_upload_abort(u);
 		return rc;
 	}
-	pset ps;
-	size_t i = 0;
+	rn_store_job job;
 	rn_store_artifact old = { 0 };
 	char *dir = NULL, *path = NULL;
 	int64_t now = rn_wall_ms();
 	lock(c);
-	int rc = lease_begin(c, u->lease, u->agent_id, &ps, &i);
+	int rc = lease_begin(c, u->lease, u->agent_id, &job);
 	if (rc == 0) {
-		rn_store_job *j = &ps.v[i];
+		rn_store_job *j = &job;
 		rc = name_taken(c, j, u->name, &old);
 		if (rc == RN_EINVALID)
 			rc = RN_ERROR;
@@ -1809,7 +1867,7 @@ int rn_coord_upload_end(rn_coord *c, rn_coord_upload *u, const char *sha256, jso
 				*out = artifact_json_of(&a);
 		}
 		if (rc == 0) {
-			rc = commit(c, &ps);
+			rc = lease_commit(c, j, 0);
 			rn_metrics_add(c->metrics, RN_M_ARTIFACT_BYTES, (uint64_t)u->size);
 		} else {
 			rn_store_rollback(c->store);
@@ -1820,7 +1878,7 @@ int rn_coord_upload_end(rn_coord *c, rn_coord_upload *u, const char *sha256, jso
 		json_decref(*out);
 		*out = NULL;
 	}
-	pset_free(&ps);
+	rn_store_job_clear(&job);
 	rn_store_artifact_clear(&old);
 	free(dir);
 	free(path);

@@ -17,7 +17,9 @@
 #include <git2.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,8 +242,8 @@ static int load_tokens(const char *data, char **admin, char **reg)
 static int add_secret(json_t *secrets, const char *name, const char *value, const char *origin)
 {
 	if (strlen(value) < 4) {
-		fprintf(stderr, "runner serve: secret %s (%s): shorter than 4 characters (it would mask too much)\n",
-			name, origin);
+		rn_error_set("secret %s (%s): shorter than 4 characters (masking it would hide too much)", name,
+			     origin);
 		return RN_EINVALID;
 	}
 	json_object_set_new(secrets, name, json_string(value));
@@ -263,8 +265,10 @@ static int load_secrets(json_t *secrets, const char *file)
 		char *name = rn_xstrndup(*e + 14, (size_t)(eq - *e - 14));
 		int rc = add_secret(secrets, name, eq + 1, "environment");
 		free(name);
-		if (rc < 0)
+		if (rc < 0) {
+			fprintf(stderr, "runner serve: %s\n", rn_error_last());
 			return rc;
+		}
 	}
 	if (!file)
 		return 0;
@@ -272,13 +276,11 @@ static int load_secrets(json_t *secrets, const char *file)
 	size_t len = 0;
 	int rc = rn_read_file(&text, &len, file, 1024 * 1024);
 	if (rc < 0) {
-		fprintf(stderr, "runner serve: --secret-file %s: %s\n", file, rn_error_last());
+		fprintf(stderr, "runner serve: --secret-file: %s\n", rn_error_last());
 		return rc;
 	}
 	rc = rn_kvfile_parse(text, len, RN_KV_DOTENV, secret_kv, secrets);
-	if (rc < 0 && rc != RN_EINVALID)
-		rc = RN_EINVALID;
-	if (rc < 0 && *rn_error_last())
+	if (rc < 0)
 		fprintf(stderr, "runner serve: --secret-file %s: %s\n", file, rn_error_last());
 	free(text);
 	return rc;
@@ -325,8 +327,8 @@ static int parse_listen(listen_addr *la, const char *spec)
 	int wildcard = !*host || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
 	if (wildcard)
 		la->host = rn_xstrdup(la->ipv6 ? "[::1]" : "127.0.0.1");
-	else if (la->ipv6)
-		la->host = rn_xasprintf("[%s]", host);
+	else if (strchr(host, ':'))
+		la->host = rn_xasprintf("[%s]", host); /* an IPv6 literal */
 	else
 		la->host = rn_xstrdup(host);
 	free(host);
@@ -410,8 +412,9 @@ int rn_cmd_serve(int argc, char **argv)
 			.lease_ttl_ms = o.lease_ttl_ms };
 	rn_serve_api_init(&api);
 
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-			 MHD_USE_ERROR_LOG | (la.ipv6 ? MHD_USE_IPv6 : 0);
+	/* poll(), not select(): descriptors past FD_SETSIZE work too */
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+			 MHD_USE_ITC | MHD_USE_ERROR_LOG | (la.ipv6 ? MHD_USE_IPv6 : 0);
 	errno = 0;
 	d = MHD_start_daemon(flags, 0, NULL, NULL, rn_serve_api_handler, &api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&la.sa,
 			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,

@@ -524,6 +524,47 @@ int rn_store_jobs_in_state(rn_store *s, rn_jstate state, int64_t limit, rn_store
 	return collect(s, st, (void **)v, n, sizeof(**v), read_job, "list jobs by state");
 }
 
+int rn_store_queue_each(rn_store *s, int (*cb)(const rn_store_qent *q, void *arg), void *arg)
+{
+	sqlite3_stmt *st = prep(s, "SELECT pipeline, n, grp, max_parallel, runs_on FROM jobs WHERE status = 'queued'"
+				   " ORDER BY queued_ms, pipeline, n");
+	if (!st)
+		return RN_EIO;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rn_store_qent q = { .pipeline = sqlite3_column_int64(st, 0), .n = sqlite3_column_int(st, 1),
+				    .group = sqlite3_column_int(st, 2), .max_parallel = sqlite3_column_int(st, 3),
+				    .runs_on = col_json(st, 4) };
+		if (!json_is_array(q.runs_on)) {
+			json_decref(q.runs_on);
+			q.runs_on = json_array();
+		}
+		int stop = cb(&q, arg);
+		json_decref(q.runs_on);
+		if (stop) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(s, "scan the queue");
+}
+
+static void read_state(sqlite3_stmt *st, void *out)
+{
+	if (rn_jstate_parse(out, (const char *)sqlite3_column_text(st, 0)) < 0)
+		*(rn_jstate *)out = RN_JS_FAILURE;
+}
+
+int rn_store_job_states(rn_store *s, int64_t pipeline, rn_jstate **states, size_t *n)
+{
+	sqlite3_stmt *st = prep(s, "SELECT status FROM jobs WHERE pipeline = ? ORDER BY n");
+	if (!st)
+		return RN_EIO;
+	sqlite3_bind_int64(st, 1, pipeline);
+	return collect(s, st, (void **)states, n, sizeof(**states), read_state, "job states");
+}
+
 int rn_store_jobs_expired(rn_store *s, int64_t now, rn_store_job **v, size_t *n)
 {
 	sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE status IN ('assigned', 'running')"

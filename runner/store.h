@@ -137,6 +137,20 @@ int rn_store_job_get(rn_store *s, int64_t pipeline, int n, rn_store_job *out);
 int rn_store_job_by_lease(rn_store *s, const char *lease, rn_store_job *out);
 /* The jobs of a pipeline ordered by n into *v (caller frees with rn_store_jobs_free). */
 int rn_store_jobs_of(rn_store *s, int64_t pipeline, rn_store_job **v, size_t *n);
+/* A queued job as the queue scan sees it; runs_on is borrowed for the callback's duration. */
+typedef struct rn_store_qent {
+	int64_t pipeline;
+	int n;
+	int group;
+	int max_parallel;
+	json_t *runs_on;
+} rn_store_qent;
+
+/* Call cb for each queued job, oldest queued_ms first (then pipeline, n), until it returns
+ * non-zero. 0, or <0 for a database failure. cb may run other store calls. */
+int rn_store_queue_each(rn_store *s, int (*cb)(const rn_store_qent *q, void *arg), void *arg);
+/* The states of the jobs of a pipeline ordered by n into *states (caller frees), *n of them. */
+int rn_store_job_states(rn_store *s, int64_t pipeline, rn_jstate **states, size_t *n);
 /* The jobs in state st, oldest queued_ms first (then pipeline, n), at most limit, into *v. */
 int rn_store_jobs_in_state(rn_store *s, rn_jstate st, int64_t limit, rn_store_job **v, size_t *n);
 /* The assigned and running jobs whose lease_expires_ms is before now, into *v. */

@@ -32,11 +32,12 @@ start_server() {
 	URL=$(cat "$T/data/address")
 }
 
-# stop_server: SIGTERM, and it must exit 0.
+# stop_server: SIGTERM; it must exit 0 without a sanitizer report (in ASan/UBSan builds).
 stop_server() {
 	kill -TERM "$RPID"
 	wait_bg 30
 	expect_eq "server exit status after SIGTERM" "$RC" 0
+	expect_no_grep 'runtime error|Sanitizer' "$T/err"
 }
 
 # api METHOD PATH TOKEN [CURL ARGS...]: the answer's body in $T/body, its headers in $T/hdr, the
@@ -1000,6 +1001,36 @@ EOF
 	stop_server
 }
 
+# ---- secrets --------------------------------------------------------------------------------------
+
+t_secrets() {
+	make_repo <<'EOF'
+jobs:
+  a:
+    steps:
+      - run: echo "${{ secrets.FROM_ENV }}"
+EOF
+	printf 'FROM_FILE="file value"\nBOTH=from-file\n' >"$T/secrets.env"
+	RUNNER_SECRET_FROM_ENV=env-value RUNNER_SECRET_BOTH=from-env start_server --secret-file "$T/secrets.env"
+	register a
+	submit
+	poll "$AT" 1
+	expect_eq "secrets in the JOBSPEC" "$(jb 'sorted(d["job"]["secrets"].items())')" \
+		'[["BOTH", "from-file"], ["FROM_ENV", "env-value"], ["FROM_FILE", "file value"]]'
+	api GET "/api/v1/jobs/$PID_.1" "$ADMIN"
+	expect_no_grep 'env-value|file value' "$T/body"
+	stop_server
+	expect_no_grep 'env-value|file value' "$T/data/runner.db" "$T/data/runner.db-wal"
+	printf 'SHORT=abc\n' >"$T/short.env"
+	run serve --listen 127.0.0.1:0 --data "$T/data2" --secret-file "$T/short.env"
+	expect_rc 2
+	expect_grep 'secret SHORT .*shorter than 4' "$T/err"
+	RUNNER_SECRET_S=ab run serve --listen 127.0.0.1:0 --data "$T/data2"
+	expect_rc 2
+	run serve --listen 127.0.0.1:0 --data "$T/data2" --secret-file "$T/nothing.env"
+	expect_rc 2
+}
+
 add "start and stop, generated tokens (0600, printed once), address file" t_start_stop
 add "tokens from the environment; wrong and misused tokens: 401 / 403" t_env_tokens
 add "busy port, unusable data dir: exit 3; bad options: exit 2; one server per data dir" t_start_failures
@@ -1019,4 +1050,5 @@ add "bad JSON, unknown fields, oversized bodies, bad ids: 4xx, nothing stored" t
 add "artifacts: streamed upload, sha256 checked, traversal refused, download by lease and user" t_artifacts
 add "restart mid-job: state, lease and log kept; a waiting poll gets 503 at shutdown" t_restart
 add "status page (token, cookie, escaping, --public-status) and /metrics" t_status_metrics
+add "secrets from RUNNER_SECRET_* and --secret-file reach the JOBSPEC only; short ones refused" t_secrets
 run_all
