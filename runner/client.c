@@ -12,6 +12,7 @@
 #include "git.h"
 #include "http.h"
 #include "units.h"
+#include "jsonx.h"
 #include "util.h"
 
 #include <curl/curl.h>
@@ -212,30 +213,6 @@ static void table_free(table *t)
 
 /* ---- JSON look-ups ------------------------------------------------------------------------- */
 
-static const char *jstr(json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-/* An integer field; -1 when absent or null. */
-static int64_t jint(json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-	return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
-}
-
-/* An id field (string, or an integer) as a new string; "" when missing. */
-static char *jid(json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-	if (json_is_string(v))
-		return rn_xstrdup(json_string_value(v));
-	if (json_is_integer(v))
-		return rn_xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	return rn_xstrdup("");
-}
-
 static int final_status(const char *st)
 {
 	static const char *const fin[] = { "success", "failure", "timed out", "cancelled", "skipped" };
@@ -406,8 +383,8 @@ static int api(client *c, const char *method, const char *path, json_t *body, in
  * asked for ("pipeline 17"), for 404. */
 static int fail_answer(client *c, const answer *a, const char *what)
 {
-	const char *err = jstr(a->json, "error");
-	const char *code = jstr(a->json, "code");
+	const char *err = rn_json_str(a->json, "error");
+	const char *code = rn_json_str(a->json, "code");
 	char *msg = NULL;
 	if (err) {
 		msg = term_str(err, "");
@@ -554,17 +531,17 @@ static int tree_is_dirty(const char *top)
 /* One line of --wait: a job's new state ("build (gcc): success in 1.234s"). */
 static void print_job_change(json_t *job, FILE *out)
 {
-	const char *st = jstr(job, "status");
-	char *name = term_str(jstr(job, "name"), "?");
+	const char *st = rn_json_str(job, "status");
+	char *name = term_str(rn_json_str(job, "name"), "?");
 	char *status = term_str(st, "unknown");
-	int64_t attempt = jint(job, "attempt");
+	int64_t attempt = rn_json_int(job, "attempt");
 	fprintf(out, "%s: %s", name, status);
-	if (final_status(st) && st && strcmp(st, "skipped") != 0 && jint(job, "started_ms") >= 0) {
+	if (final_status(st) && st && strcmp(st, "skipped") != 0 && rn_json_int(job, "started_ms") >= 0) {
 		char d[32];
-		fmt_span(d, sizeof(d), jint(job, "started_ms"), jint(job, "finished_ms"));
+		fmt_span(d, sizeof(d), rn_json_int(job, "started_ms"), rn_json_int(job, "finished_ms"));
 		fprintf(out, " in %s", d);
 	}
-	const char *agent = jstr(job, "agent");
+	const char *agent = rn_json_str(job, "agent");
 	if (st && (strcmp(st, "running") == 0 || strcmp(st, "assigned") == 0) && agent && *agent) {
 		char *a = term_str(agent, "");
 		fprintf(out, " on %s", a);
@@ -572,7 +549,7 @@ static void print_job_change(json_t *job, FILE *out)
 	}
 	if (attempt > 1)
 		fprintf(out, " (attempt %" PRId64 ")", attempt);
-	const char *reason = jstr(job, "reason");
+	const char *reason = rn_json_str(job, "reason");
 	if (reason && *reason && final_status(st) && strcmp(st, "success") != 0 && strcmp(reason, st) != 0) {
 		char *r = term_str(reason, "");
 		fprintf(out, ": %s", r);
@@ -590,12 +567,12 @@ static int show_changes(json_t *p, json_t *seen, int print, FILE *out)
 {
 	size_t i;
 	json_t *job;
-	int done = final_status(jstr(p, "status"));
+	int done = final_status(rn_json_str(p, "status"));
 	json_array_foreach(json_object_get(p, "jobs"), i, job) {
-		char *id = jid(job, "id");
-		const char *st = jstr(job, "status");
-		char *key = rn_xasprintf("%s#%" PRId64, st ? st : "", jint(job, "attempt"));
-		const char *old = jstr(seen, id);
+		char *id = rn_json_id(job, "id");
+		const char *st = rn_json_str(job, "status");
+		char *key = rn_xasprintf("%s#%" PRId64, st ? st : "", rn_json_int(job, "attempt"));
+		const char *old = rn_json_str(seen, id);
 		if (!old || strcmp(old, key) != 0) {
 			if (print)
 				print_job_change(job, out);
@@ -638,12 +615,12 @@ static int follow_pipeline(client *c, const char *id, json_t *first, int json_ou
 		if (ret)
 			break;
 		if (show_changes(a.json, seen, 1, out)) {
-			const char *st = jstr(a.json, "status");
+			const char *st = rn_json_str(a.json, "status");
 			char *s = term_str(st, "unknown");
 			fprintf(out, "pipeline %s: %s", id, s);
-			if (jint(a.json, "started_ms") >= 0) {
+			if (rn_json_int(a.json, "started_ms") >= 0) {
 				char d[32];
-				fmt_span(d, sizeof(d), jint(a.json, "started_ms"), jint(a.json, "finished_ms"));
+				fmt_span(d, sizeof(d), rn_json_int(a.json, "started_ms"), rn_json_int(a.json, "finished_ms"));
 				fprintf(out, " in %s", d);
 			}
 			fputc('\n', out);
@@ -753,7 +730,7 @@ int rn_cmd_submit(int argc, char **argv)
 	if (top && !ref && !sha) {
 		json_t *d = NULL;
 		if (rn_git_describe(&d, top) == 0) {
-			const char *dref = jstr(d, "ref"), *dsha = jstr(d, "sha");
+			const char *dref = rn_json_str(d, "ref"), *dsha = rn_json_str(d, "sha");
 			if (dref && *dref)
 				json_object_set_new(body, "ref", json_string(dref));
 			if (dsha && *dsha)
@@ -789,7 +766,7 @@ int rn_cmd_submit(int argc, char **argv)
 		ret = fail_answer(&c, &a, NULL);
 		goto done;
 	}
-	char *id = jid(a.json, "id");
+	char *id = rn_json_id(a.json, "id");
 	if (id_kind(id) != ID_PIPELINE) {
 		fprintf(stderr, "runner submit: the server's answer has no valid pipeline id\n");
 		free(id);
@@ -832,13 +809,13 @@ static void list_pipelines(json_t *list)
 	json_t *p;
 	json_array_foreach(list, i, p) {
 		char created[32], dur[32];
-		const char *sha = jstr(p, "sha");
+		const char *sha = rn_json_str(p, "sha");
 		char *shortsha = rn_xstrndup(sha ? sha : "", 10);
-		fmt_time(created, sizeof(created), jint(p, "created_ms"));
-		fmt_span(dur, sizeof(dur), jint(p, "started_ms"), jint(p, "finished_ms"));
-		char *id = jid(p, "id");
-		char *row[] = { term_str(id, "?"), term_str(jstr(p, "status"), "?"), term_str(jstr(p, "name"), "-"),
-				term_str(short_ref(jstr(p, "ref")), "-"), term_str(shortsha, "-"), rn_xstrdup(created),
+		fmt_time(created, sizeof(created), rn_json_int(p, "created_ms"));
+		fmt_span(dur, sizeof(dur), rn_json_int(p, "started_ms"), rn_json_int(p, "finished_ms"));
+		char *id = rn_json_id(p, "id");
+		char *row[] = { term_str(id, "?"), term_str(rn_json_str(p, "status"), "?"), term_str(rn_json_str(p, "name"), "-"),
+				term_str(short_ref(rn_json_str(p, "ref")), "-"), term_str(shortsha, "-"), rn_xstrdup(created),
 				rn_xstrdup(dur) };
 		table_row(&t, row);
 		free(id);
@@ -856,21 +833,21 @@ static char *step_details(json_t *s)
 {
 	char buf[96] = "";
 	size_t n = 0;
-	const char *st = jstr(s, "status");
-	int64_t code = jint(s, "exit_code");
-	int64_t dur = jint(s, "duration_ms");
-	int64_t att = jint(s, "attempt");
+	const char *st = rn_json_str(s, "status");
+	int64_t code = rn_json_int(s, "exit_code");
+	int64_t dur = rn_json_int(s, "duration_ms");
+	int64_t att = rn_json_int(s, "attempt");
 	const char *sep = " (";
 	if (code >= 0 && st && strcmp(st, "success") != 0) {
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%sexit %" PRId64, sep, code);
 		sep = ", ";
 	}
-	if (dur >= 0 || jint(s, "started_ms") >= 0) {
+	if (dur >= 0 || rn_json_int(s, "started_ms") >= 0) {
 		char d[32];
 		if (dur >= 0)
 			rn_duration_format(d, sizeof(d), dur);
 		else
-			fmt_span(d, sizeof(d), jint(s, "started_ms"), -1);
+			fmt_span(d, sizeof(d), rn_json_int(s, "started_ms"), -1);
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", sep, d);
 		sep = ", ";
 	}
@@ -880,7 +857,7 @@ static char *step_details(json_t *s)
 	}
 	if (*sep == ',' && n < sizeof(buf))
 		snprintf(buf + n, sizeof(buf) - n, ")");
-	const char *reason = jstr(s, "reason");
+	const char *reason = rn_json_str(s, "reason");
 	char same[48];
 	snprintf(same, sizeof(same), "exit code %" PRId64, code);
 	if (reason && (strcmp(reason, same) == 0 || (st && strcmp(reason, st) == 0)))
@@ -899,17 +876,17 @@ static char *int_cell(int64_t v)
 static void show_pipeline(json_t *p)
 {
 	char created[32], started[32], finished[32], dur[32];
-	char *id = jid(p, "id");
-	char *name = term_str(jstr(p, "name"), "(unnamed)");
-	char *st = term_str(jstr(p, "status"), "unknown");
-	char *repo_red = jstr(p, "repo") ? rn_git_redact_url(jstr(p, "repo")) : NULL;
+	char *id = rn_json_id(p, "id");
+	char *name = term_str(rn_json_str(p, "name"), "(unnamed)");
+	char *st = term_str(rn_json_str(p, "status"), "unknown");
+	char *repo_red = rn_json_str(p, "repo") ? rn_git_redact_url(rn_json_str(p, "repo")) : NULL;
 	char *repo = term_str(repo_red, "-");
-	char *ref = term_str(jstr(p, "ref"), "-");
-	char *sha = term_str(jstr(p, "sha"), "-");
-	fmt_time(created, sizeof(created), jint(p, "created_ms"));
-	fmt_time(started, sizeof(started), jint(p, "started_ms"));
-	fmt_time(finished, sizeof(finished), jint(p, "finished_ms"));
-	fmt_span(dur, sizeof(dur), jint(p, "started_ms"), jint(p, "finished_ms"));
+	char *ref = term_str(rn_json_str(p, "ref"), "-");
+	char *sha = term_str(rn_json_str(p, "sha"), "-");
+	fmt_time(created, sizeof(created), rn_json_int(p, "created_ms"));
+	fmt_time(started, sizeof(started), rn_json_int(p, "started_ms"));
+	fmt_time(finished, sizeof(finished), rn_json_int(p, "finished_ms"));
+	fmt_span(dur, sizeof(dur), rn_json_int(p, "started_ms"), rn_json_int(p, "finished_ms"));
 	printf("pipeline %s: %s  %s\n", id, name, st);
 	printf("  repository  %s\n  ref         %s\n  commit      %s\n", repo, ref, sha);
 	printf("  created     %s\n  started     %s\n  finished    %s\n  duration    %s\n\n", created, started,
@@ -929,12 +906,12 @@ static void show_pipeline(json_t *p)
 	size_t i, k;
 	json_t *j, *s;
 	json_array_foreach(json_object_get(p, "jobs"), i, j) {
-		fmt_span(dur, sizeof(dur), jint(j, "started_ms"), jint(j, "finished_ms"));
-		char *jobid = jid(j, "id");
-		const char *jst = jstr(j, "status");
-		const char *reason = jstr(j, "reason");
-		char *row[] = { term_str(jobid, "?"), term_str(jstr(j, "name"), "?"), term_str(jst, "?"),
-				int_cell(jint(j, "attempt")), term_str(jstr(j, "agent"), "-"), rn_xstrdup(dur) };
+		fmt_span(dur, sizeof(dur), rn_json_int(j, "started_ms"), rn_json_int(j, "finished_ms"));
+		char *jobid = rn_json_id(j, "id");
+		const char *jst = rn_json_str(j, "status");
+		const char *reason = rn_json_str(j, "reason");
+		char *row[] = { term_str(jobid, "?"), term_str(rn_json_str(j, "name"), "?"), term_str(jst, "?"),
+				int_cell(rn_json_int(j, "attempt")), term_str(rn_json_str(j, "agent"), "-"), rn_xstrdup(dur) };
 		table_row(&t, row);
 		if (reason && *reason && (!jst || strcmp(reason, jst) != 0)) {
 			char *r = term_str(reason, "");
@@ -943,10 +920,10 @@ static void show_pipeline(json_t *p)
 		}
 		free(jobid);
 		json_array_foreach(json_object_get(j, "steps"), k, s) {
-			char *sname = term_str(jstr(s, "name"), "-");
-			char *sst = term_str(jstr(s, "status"), "?");
+			char *sname = term_str(rn_json_str(s, "name"), "-");
+			char *sst = term_str(rn_json_str(s, "status"), "?");
 			char *det = step_details(s);
-			int64_t idx = jint(s, "index");
+			int64_t idx = rn_json_int(s, "index");
 			table_line(&t, rn_xasprintf("      %" PRId64 ". %s: %s%s", idx >= 0 ? idx + 1 : (int64_t)k + 1,
 						    sname, sst, det));
 			free(sname);
@@ -964,21 +941,21 @@ static void show_pipeline(json_t *p)
 static void show_job(json_t *j)
 {
 	char tq[32], ts[32], tf[32], dur[32];
-	char *id = jid(j, "id");
-	char *pid = jid(j, "pipeline");
-	char *name = term_str(jstr(j, "name"), "(unnamed)");
-	char *st = term_str(jstr(j, "status"), "unknown");
-	char *wjob = term_str(jstr(j, "job"), "-");
-	char *agent = term_str(jstr(j, "agent"), "-");
-	char *att = int_cell(jint(j, "attempt"));
-	fmt_time(tq, sizeof(tq), jint(j, "queued_ms"));
-	fmt_time(ts, sizeof(ts), jint(j, "started_ms"));
-	fmt_time(tf, sizeof(tf), jint(j, "finished_ms"));
-	fmt_span(dur, sizeof(dur), jint(j, "started_ms"), jint(j, "finished_ms"));
+	char *id = rn_json_id(j, "id");
+	char *pid = rn_json_id(j, "pipeline");
+	char *name = term_str(rn_json_str(j, "name"), "(unnamed)");
+	char *st = term_str(rn_json_str(j, "status"), "unknown");
+	char *wjob = term_str(rn_json_str(j, "job"), "-");
+	char *agent = term_str(rn_json_str(j, "agent"), "-");
+	char *att = int_cell(rn_json_int(j, "attempt"));
+	fmt_time(tq, sizeof(tq), rn_json_int(j, "queued_ms"));
+	fmt_time(ts, sizeof(ts), rn_json_int(j, "started_ms"));
+	fmt_time(tf, sizeof(tf), rn_json_int(j, "finished_ms"));
+	fmt_span(dur, sizeof(dur), rn_json_int(j, "started_ms"), rn_json_int(j, "finished_ms"));
 	printf("job %s: %s  %s\n", id, name, st);
 	printf("  pipeline    %s\n  job         %s\n  attempt     %s\n  agent       %s\n", *pid ? pid : "-", wjob, att,
 	       agent);
-	const char *reason = jstr(j, "reason");
+	const char *reason = rn_json_str(j, "reason");
 	if (reason && *reason) {
 		char *r = term_str(reason, "");
 		printf("  reason      %s\n", r);
@@ -1018,15 +995,15 @@ static void show_job(json_t *j)
 	size_t i;
 	json_t *s;
 	json_array_foreach(steps, i, s) {
-		int64_t idx = jint(s, "index");
-		int64_t sdur = jint(s, "duration_ms");
+		int64_t idx = rn_json_int(s, "index");
+		int64_t sdur = rn_json_int(s, "duration_ms");
 		if (sdur >= 0)
 			rn_duration_format(dur, sizeof(dur), sdur);
 		else
-			fmt_span(dur, sizeof(dur), jint(s, "started_ms"), -1);
-		char *row[] = { int_cell(idx >= 0 ? idx + 1 : (int64_t)i + 1), term_str(jstr(s, "name"), "-"),
-				term_str(jstr(s, "status"), "?"), int_cell(jint(s, "exit_code")),
-				int_cell(jint(s, "attempt")), rn_xstrdup(dur), term_str(jstr(s, "reason"), "") };
+			fmt_span(dur, sizeof(dur), rn_json_int(s, "started_ms"), -1);
+		char *row[] = { int_cell(idx >= 0 ? idx + 1 : (int64_t)i + 1), term_str(rn_json_str(s, "name"), "-"),
+				term_str(rn_json_str(s, "status"), "?"), int_cell(rn_json_int(s, "exit_code")),
+				int_cell(rn_json_int(s, "attempt")), rn_xstrdup(dur), term_str(rn_json_str(s, "reason"), "") };
 		table_row(&t, row);
 	}
 	table_print(&t, stdout);
@@ -1327,7 +1304,7 @@ static int stream_log(client *c, const char *id, int attempt, int follow, int *l
 			ret = get_job(c, id, &a);
 			if (ret)
 				return ret;
-			const char *st = jstr(a.json, "status");
+			const char *st = rn_json_str(a.json, "status");
 			int fin = final_status(st);
 			answer_free(&a);
 			if (!follow || fin)
@@ -1358,8 +1335,8 @@ static int stream_log(client *c, const char *id, int attempt, int follow, int *l
 			ret = get_job(c, id, &a);
 			if (ret)
 				return ret;
-			int64_t cur = jint(a.json, "attempt");
-			int fin = final_status(jstr(a.json, "status"));
+			int64_t cur = rn_json_int(a.json, "attempt");
+			int fin = final_status(rn_json_str(a.json, "status"));
 			answer_free(&a);
 			if (attempt == 0 && k > 0 && cur > k) {
 				fprintf(stderr, "runner logs: job %s: attempt %" PRId64 " (the log starts again)\n", id, cur);
@@ -1432,9 +1409,9 @@ int rn_cmd_logs(int argc, char **argv)
 			size_t i;
 			json_t *j;
 			json_array_foreach(json_object_get(a.json, "jobs"), i, j) {
-				char *jobid = jid(j, "id");
-				char *name = term_str(jstr(j, "name"), "?");
-				char *st = term_str(jstr(j, "status"), "?");
+				char *jobid = rn_json_id(j, "id");
+				char *name = term_str(rn_json_str(j, "name"), "?");
+				char *st = term_str(rn_json_str(j, "status"), "?");
 				if (id_kind(jobid) != ID_JOB) {
 					fprintf(stderr, "runner logs: the server sent an invalid job id\n");
 					ret = EXIT_INFRA;
@@ -1523,22 +1500,22 @@ int rn_cmd_cancel(int argc, char **argv)
 		print_raw(&a);
 		goto done;
 	}
-	char *st = term_str(jstr(a.json, "status"), "unknown");
+	char *st = term_str(rn_json_str(a.json, "status"), "unknown");
 	if (kind == ID_JOB) {
-		char *name = term_str(jstr(a.json, "name"), "?");
+		char *name = term_str(rn_json_str(a.json, "name"), "?");
 		printf("job %s %s: %s%s\n", id, name, st,
-		       final_status(jstr(a.json, "status")) ? "" : " (cancel sent to its agent)");
+		       final_status(rn_json_str(a.json, "status")) ? "" : " (cancel sent to its agent)");
 		free(name);
 	} else {
 		printf("pipeline %s: %s\n", id, st);
 		size_t i;
 		json_t *j;
 		json_array_foreach(json_object_get(a.json, "jobs"), i, j) {
-			if (final_status(jstr(j, "status")))
+			if (final_status(rn_json_str(j, "status")))
 				continue;
-			char *jobid = jid(j, "id");
-			char *name = term_str(jstr(j, "name"), "?");
-			char *jst = term_str(jstr(j, "status"), "?");
+			char *jobid = rn_json_id(j, "id");
+			char *name = term_str(rn_json_str(j, "name"), "?");
+			char *jst = term_str(rn_json_str(j, "status"), "?");
 			printf("  %s %s: %s (cancel sent to its agent)\n", jobid, name, jst);
 			free(jobid);
 			free(name);

@@ -156,27 +156,6 @@ static int settings_load(settings *s, const char *path)
 	return 0;
 }
 
-static int self_exe(char *buf, size_t size)
-{
-	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
-	if (n <= 0)
-		return rn_error_errno("/proc/self/exe");
-	buf[n] = '\0';
-	return 0;
-}
-
-static char *new_run_id(void)
-{
-	unsigned char r[3] = { 0, 0, 0 };
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
-		r[0] = (unsigned char)getpid();
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	return rn_xasprintf("%04d%02d%02d-%02d%02d%02d-%02x%02x%02x", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-			    tm.tm_hour, tm.tm_min, tm.tm_sec, r[0], r[1], r[2]);
-}
-
 /* The first 7 characters of a sha (static buffer of the caller). */
 static const char *short_sha(char out[8], const char *sha)
 {
@@ -430,7 +409,7 @@ static int enqueue(const settings *s, const char *run_id, const char *mode, cons
 static int spawn_worker(const settings *s, pid_t after)
 {
 	char exe[PATH_MAX], after_s[32];
-	if (self_exe(exe, sizeof(exe)) < 0)
+	if (rn_self_exe(exe, sizeof(exe)) < 0)
 		return RN_EIO;
 	snprintf(after_s, sizeof(after_s), "%d", (int)after);
 	char *logpath = state_path(s, "worker.log");
@@ -624,7 +603,7 @@ static void receive_ref(const settings *s, const char *old, const char *new_sha,
 			hook_log(s, "%s %s..%s: server: pipeline %s queued", ref, so, sn, id);
 			free(id);
 		} else if (transient) {
-			char *rid = new_run_id();
+			char *rid = rn_run_id_new();
 			fprintf(stderr, "runner: %s %s: the server did not answer (%s): retrying in the background\n", ref, sn,
 				rn_error_last());
 			hook_log(s, "%s %s..%s: server: %s: retrying in the background (%s)", ref, so, sn, rn_error_last(), rid);
@@ -639,7 +618,7 @@ static void receive_ref(const settings *s, const char *old, const char *new_sha,
 		}
 		goto done;
 	}
-	char *rid = new_run_id();
+	char *rid = rn_run_id_new();
 	if (enqueue(s, rid, "local", ref, old, new_sha) == 0) {
 		*queued = 1;
 		fprintf(stderr, "runner: %s %s: run %s queued (runner hook status %s)\n", ref, sn, rid, s->git_dir);
@@ -1143,7 +1122,7 @@ static int cmd_run_queue(int argc, char **argv)
 		return EXIT_INFRA;
 	}
 	char exe[PATH_MAX];
-	if (self_exe(exe, sizeof(exe)) < 0) {
+	if (rn_self_exe(exe, sizeof(exe)) < 0) {
 		fprintf(stderr, "runner hook: %s\n", rn_error_last());
 		settings_free(&s);
 		rn_git_shutdown();
@@ -1309,7 +1288,7 @@ static int cmd_install(int argc, char **argv)
 	int exit_code = EXIT_INFRA;
 	char *hook = rn_xasprintf("%s/post-receive", hooks), *orig = rn_xasprintf("%s/post-receive.orig", hooks);
 	struct stat st;
-	if (self_exe(exe, sizeof(exe)) < 0 || rn_mkdir_p(hooks, 0755) < 0) {
+	if (rn_self_exe(exe, sizeof(exe)) < 0 || rn_mkdir_p(hooks, 0755) < 0) {
 		fprintf(stderr, "runner hook: install: %s\n", rn_error_last());
 		goto done;
 	}

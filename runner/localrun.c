@@ -29,18 +29,6 @@ extern char **environ;
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_INFRA = 3 };
 
-static char *new_run_id(void)
-{
-	unsigned char r[3] = { 0, 0, 0 };
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
-		r[0] = (unsigned char)getpid();
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	return rn_xasprintf("%04d%02d%02d-%02d%02d%02d-%02x%02x%02x", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-			    tm.tm_hour, tm.tm_min, tm.tm_sec, r[0], r[1], r[2]);
-}
-
 typedef struct secrets_ctx {
 	json_t *obj;
 	rn_masker *m;
@@ -120,15 +108,6 @@ static void dry_run(const rn_graph *g, FILE *out)
 	free(order);
 }
 
-static int self_exe(char *buf, size_t size)
-{
-	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
-	if (n <= 0)
-		return rn_error_errno("/proc/self/exe");
-	buf[n] = '\0';
-	return 0;
-}
-
 int rn_local_sandbox_info(void)
 {
 	rn_sandbox_caps caps;
@@ -205,12 +184,12 @@ int rn_local_run(const rn_local_opts *o)
 		fprintf(o->json ? stderr : stdout, "runner: --clean: running in a fresh checkout of %s\n",
 			json_string_value(json_object_get(git, "sha")) ? json_string_value(json_object_get(git, "sha")) : "HEAD");
 	}
-	if (self_exe(exe, sizeof(exe)) < 0) {
+	if (rn_self_exe(exe, sizeof(exe)) < 0) {
 		fprintf(stderr, "runner run: %s\n", rn_error_last());
 		exit_code = EXIT_INFRA;
 		goto done;
 	}
-	run_id = new_run_id();
+	run_id = rn_run_id_new();
 	log_dir = o->log_dir ? rn_xstrdup(o->log_dir) : rn_xasprintf("%s/.runner/logs/%s", workspace, run_id);
 	artifacts = rn_xasprintf("%s/.runner/artifacts/%s", workspace, run_id);
 	if (rn_mkdir_p(log_dir, 0755) < 0 || rn_mkdir_p(artifacts, 0755) < 0) {

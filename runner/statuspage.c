@@ -9,6 +9,7 @@
 #include "event.h"
 #include "git.h"
 #include "units.h"
+#include "jsonx.h"
 #include "util.h"
 
 #include <stdarg.h>
@@ -124,30 +125,6 @@ static void put_text(page *p, const char *s, const char *dflt)
 }
 
 /* ---- JSON look-ups ------------------------------------------------------------------------- */
-
-static const char *jstr(json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-/* An integer field, or -1 when absent or null. */
-static int64_t jint(json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-	return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
-}
-
-/* An id field (a string, or tolerated: an integer) as a new string; "" when missing. */
-static char *jid(json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-	if (json_is_string(v))
-		return rn_xstrdup(json_string_value(v));
-	if (json_is_integer(v))
-		return rn_xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	return rn_xstrdup("");
-}
 
 static int is_one_of(const char *s, const char *const *list)
 {
@@ -349,7 +326,7 @@ char *rn_statuspage_index(json_t *pipelines, const char *query)
 	json_t *pl;
 	int refresh = 0;
 	json_array_foreach(list, i, pl)
-		if (!final_status(jstr(pl, "status")))
+		if (!final_status(rn_json_str(pl, "status")))
 			refresh = 1;
 	begin(&p, query, refresh);
 	put(&p, "pipelines");
@@ -363,7 +340,7 @@ char *rn_statuspage_index(json_t *pipelines, const char *query)
 	put(&p, "<table>\n<tr><th>#</th><th>name</th><th>ref</th><th>commit</th><th>status</th>"
 		"<th>created</th><th>duration</th></tr>\n");
 	json_array_foreach(list, i, pl) {
-		char *id = jid(pl, "id");
+		char *id = rn_json_id(pl, "id");
 		put(&p, "<tr><td><a");
 		put_href(&p, "/pipelines/", id);
 		put(&p, ">");
@@ -371,17 +348,17 @@ char *rn_statuspage_index(json_t *pipelines, const char *query)
 		put(&p, "</a></td><td><a");
 		put_href(&p, "/pipelines/", id);
 		put(&p, ">");
-		put_text(&p, jstr(pl, "name"), "(unnamed)");
+		put_text(&p, rn_json_str(pl, "name"), "(unnamed)");
 		put(&p, "</a></td><td>");
-		put_text(&p, short_ref(jstr(pl, "ref")), "-");
+		put_text(&p, short_ref(rn_json_str(pl, "ref")), "-");
 		put(&p, "</td><td>");
-		put_sha(&p, jstr(pl, "sha"));
+		put_sha(&p, rn_json_str(pl, "sha"));
 		put(&p, "</td><td>");
-		put_status(&p, jstr(pl, "status"));
+		put_status(&p, rn_json_str(pl, "status"));
 		put(&p, "</td><td>");
-		put_time(&p, jint(pl, "created_ms"));
+		put_time(&p, rn_json_int(pl, "created_ms"));
 		put(&p, "</td><td>");
-		put_duration(&p, jint(pl, "started_ms"), jint(pl, "finished_ms"), -1);
+		put_duration(&p, rn_json_int(pl, "started_ms"), rn_json_int(pl, "finished_ms"), -1);
 		put(&p, "</td></tr>\n");
 		free(id);
 	}
@@ -396,11 +373,11 @@ static void put_step_dots(page *p, json_t *steps)
 	size_t i;
 	json_t *s;
 	json_array_foreach(steps, i, s) {
-		const char *st = jstr(s, "status");
+		const char *st = rn_json_str(s, "status");
 		put(p, "<span class=\"step\" title=\"");
 		put_text(p, st, "unknown");
 		putf(p, "\"><span class=\"dot %s\"></span>", status_class(st));
-		const char *name = jstr(s, "name");
+		const char *name = rn_json_str(s, "name");
 		if (name && *name)
 			put_text(p, name, "");
 		else
@@ -415,38 +392,38 @@ char *rn_statuspage_pipeline(json_t *pipeline, const char *query)
 	json_t *jobs = json_object_get(pipeline, "jobs");
 	size_t i;
 	json_t *j;
-	int refresh = !final_status(jstr(pipeline, "status"));
+	int refresh = !final_status(rn_json_str(pipeline, "status"));
 	json_array_foreach(jobs, i, j)
-		if (!final_status(jstr(j, "status")))
+		if (!final_status(rn_json_str(j, "status")))
 			refresh = 1;
-	char *id = jid(pipeline, "id");
+	char *id = rn_json_id(pipeline, "id");
 	begin(&p, query, refresh);
 	put(&p, "pipeline ");
 	put_text(&p, id, "?");
 	put(&p, " ");
-	put_text(&p, jstr(pipeline, "name"), "");
+	put_text(&p, rn_json_str(pipeline, "name"), "");
 	end_head(&p);
 	nav(&p, id, NULL);
 	put(&p, "<h1>Pipeline ");
 	put_text(&p, id, "?");
 	put(&p, ": ");
-	put_text(&p, jstr(pipeline, "name"), "(unnamed)");
+	put_text(&p, rn_json_str(pipeline, "name"), "(unnamed)");
 	put(&p, " ");
-	put_status(&p, jstr(pipeline, "status"));
+	put_status(&p, rn_json_str(pipeline, "status"));
 	put(&p, "</h1>\n<dl>\n<dt>repository</dt><dd>");
-	put_repo(&p, jstr(pipeline, "repo"));
+	put_repo(&p, rn_json_str(pipeline, "repo"));
 	put(&p, "</dd>\n<dt>ref</dt><dd>");
-	put_text(&p, jstr(pipeline, "ref"), "-");
+	put_text(&p, rn_json_str(pipeline, "ref"), "-");
 	put(&p, "</dd>\n<dt>commit</dt><dd><code>");
-	put_text(&p, jstr(pipeline, "sha"), "-");
+	put_text(&p, rn_json_str(pipeline, "sha"), "-");
 	put(&p, "</code></dd>\n<dt>created</dt><dd>");
-	put_time(&p, jint(pipeline, "created_ms"));
+	put_time(&p, rn_json_int(pipeline, "created_ms"));
 	put(&p, "</dd>\n<dt>started</dt><dd>");
-	put_time(&p, jint(pipeline, "started_ms"));
+	put_time(&p, rn_json_int(pipeline, "started_ms"));
 	put(&p, "</dd>\n<dt>finished</dt><dd>");
-	put_time(&p, jint(pipeline, "finished_ms"));
+	put_time(&p, rn_json_int(pipeline, "finished_ms"));
 	put(&p, "</dd>\n<dt>duration</dt><dd>");
-	put_duration(&p, jint(pipeline, "started_ms"), jint(pipeline, "finished_ms"), -1);
+	put_duration(&p, rn_json_int(pipeline, "started_ms"), rn_json_int(pipeline, "finished_ms"), -1);
 	put(&p, "</dd>\n</dl>\n<h2>Jobs</h2>\n");
 	free(id);
 	if (!json_array_size(jobs)) {
@@ -456,7 +433,7 @@ char *rn_statuspage_pipeline(json_t *pipeline, const char *query)
 	put(&p, "<table>\n<tr><th>job</th><th>name</th><th>status</th><th>attempt</th><th>agent</th>"
 		"<th>duration</th><th>steps</th></tr>\n");
 	json_array_foreach(jobs, i, j) {
-		char *jobid = jid(j, "id");
+		char *jobid = rn_json_id(j, "id");
 		put(&p, "<tr><td><a");
 		put_href(&p, "/jobs/", jobid);
 		put(&p, ">");
@@ -464,25 +441,25 @@ char *rn_statuspage_pipeline(json_t *pipeline, const char *query)
 		put(&p, "</a></td><td><a");
 		put_href(&p, "/jobs/", jobid);
 		put(&p, ">");
-		put_text(&p, jstr(j, "name"), "(unnamed)");
+		put_text(&p, rn_json_str(j, "name"), "(unnamed)");
 		put(&p, "</a></td><td>");
-		put_status(&p, jstr(j, "status"));
-		const char *reason = jstr(j, "reason");
+		put_status(&p, rn_json_str(j, "status"));
+		const char *reason = rn_json_str(j, "reason");
 		if (reason && *reason) {
 			put(&p, " <span class=\"muted\">");
 			put_text(&p, reason, "");
 			put(&p, "</span>");
 		}
 		put(&p, "</td><td>");
-		int64_t att = jint(j, "attempt");
+		int64_t att = rn_json_int(j, "attempt");
 		if (att > 0)
 			putf(&p, "%lld", (long long)att);
 		else
 			put(&p, "-");
 		put(&p, "</td><td>");
-		put_text(&p, jstr(j, "agent"), "-");
+		put_text(&p, rn_json_str(j, "agent"), "-");
 		put(&p, "</td><td>");
-		put_duration(&p, jint(j, "started_ms"), jint(j, "finished_ms"), -1);
+		put_duration(&p, rn_json_int(j, "started_ms"), rn_json_int(j, "finished_ms"), -1);
 		put(&p, "</td><td>");
 		put_step_dots(&p, json_object_get(j, "steps"));
 		put(&p, "</td></tr>\n");
@@ -534,26 +511,26 @@ char *rn_statuspage_job(json_t *job, const char *log, size_t len, const char *qu
 {
 	page p;
 	json_t *steps = json_object_get(job, "steps");
-	char *id = jid(job, "id");
-	char *pid = jid(job, "pipeline");
+	char *id = rn_json_id(job, "id");
+	char *pid = rn_json_id(job, "pipeline");
 	if (!*pid) { /* "17.3" belongs to pipeline 17 */
 		free(pid);
 		const char *dot = strchr(id, '.');
 		pid = rn_xstrndup(id, dot ? (size_t)(dot - id) : strlen(id));
 	}
-	begin(&p, query, !final_status(jstr(job, "status")));
+	begin(&p, query, !final_status(rn_json_str(job, "status")));
 	put(&p, "job ");
 	put_text(&p, id, "?");
 	put(&p, " ");
-	put_text(&p, jstr(job, "name"), "");
+	put_text(&p, rn_json_str(job, "name"), "");
 	end_head(&p);
 	nav(&p, *pid ? pid : NULL, id);
 	put(&p, "<h1>Job ");
 	put_text(&p, id, "?");
 	put(&p, ": ");
-	put_text(&p, jstr(job, "name"), "(unnamed)");
+	put_text(&p, rn_json_str(job, "name"), "(unnamed)");
 	put(&p, " ");
-	put_status(&p, jstr(job, "status"));
+	put_status(&p, rn_json_str(job, "status"));
 	put(&p, "</h1>\n<dl>\n");
 	if (*pid) {
 		put(&p, "<dt>pipeline</dt><dd><a");
@@ -563,30 +540,30 @@ char *rn_statuspage_job(json_t *job, const char *log, size_t len, const char *qu
 		put(&p, "</a></dd>\n");
 	}
 	put(&p, "<dt>workflow job</dt><dd><code>");
-	put_text(&p, jstr(job, "job"), "-");
+	put_text(&p, rn_json_str(job, "job"), "-");
 	put(&p, "</code></dd>\n<dt>attempt</dt><dd>");
-	int64_t att = jint(job, "attempt");
+	int64_t att = rn_json_int(job, "attempt");
 	if (att > 0)
 		putf(&p, "%lld", (long long)att);
 	else
 		put(&p, "-");
 	put(&p, "</dd>\n<dt>agent</dt><dd>");
-	put_text(&p, jstr(job, "agent"), "-");
+	put_text(&p, rn_json_str(job, "agent"), "-");
 	put(&p, "</dd>\n");
-	const char *reason = jstr(job, "reason");
+	const char *reason = rn_json_str(job, "reason");
 	if (reason && *reason) {
 		put(&p, "<dt>reason</dt><dd>");
 		put_text(&p, reason, "");
 		put(&p, "</dd>\n");
 	}
 	put(&p, "<dt>queued</dt><dd>");
-	put_time(&p, jint(job, "queued_ms"));
+	put_time(&p, rn_json_int(job, "queued_ms"));
 	put(&p, "</dd>\n<dt>started</dt><dd>");
-	put_time(&p, jint(job, "started_ms"));
+	put_time(&p, rn_json_int(job, "started_ms"));
 	put(&p, "</dd>\n<dt>finished</dt><dd>");
-	put_time(&p, jint(job, "finished_ms"));
+	put_time(&p, rn_json_int(job, "finished_ms"));
 	put(&p, "</dd>\n<dt>duration</dt><dd>");
-	put_duration(&p, jint(job, "started_ms"), jint(job, "finished_ms"), -1);
+	put_duration(&p, rn_json_int(job, "started_ms"), rn_json_int(job, "finished_ms"), -1);
 	put(&p, "</dd>\n");
 	json_t *outputs = json_object_get(job, "outputs");
 	if (json_object_size(outputs))
@@ -601,33 +578,33 @@ char *rn_statuspage_job(json_t *job, const char *log, size_t len, const char *qu
 		put(&p, "<table>\n<tr><th>#</th><th>step</th><th>status</th><th>exit</th><th>attempt</th>"
 			"<th>started</th><th>duration</th><th>reason</th></tr>\n");
 		json_array_foreach(steps, i, s) {
-			int64_t idx = jint(s, "index");
+			int64_t idx = rn_json_int(s, "index");
 			putf(&p, "<tr><td>%lld</td><td>", (long long)(idx >= 0 ? idx + 1 : (int64_t)i + 1));
-			put_text(&p, jstr(s, "name"), "-");
+			put_text(&p, rn_json_str(s, "name"), "-");
 			put(&p, "</td><td>");
-			put_status(&p, jstr(s, "status"));
+			put_status(&p, rn_json_str(s, "status"));
 			put(&p, "</td><td>");
-			int64_t code = jint(s, "exit_code");
+			int64_t code = rn_json_int(s, "exit_code");
 			if (json_is_integer(json_object_get(s, "exit_code")))
 				putf(&p, "%lld", (long long)code);
 			else
 				put(&p, "-");
 			put(&p, "</td><td>");
-			int64_t satt = jint(s, "attempt");
+			int64_t satt = rn_json_int(s, "attempt");
 			if (satt > 0)
 				putf(&p, "%lld", (long long)satt);
 			else
 				put(&p, "-");
 			put(&p, "</td><td>");
-			put_time(&p, jint(s, "started_ms"));
+			put_time(&p, rn_json_int(s, "started_ms"));
 			put(&p, "</td><td>");
-			int64_t dur = jint(s, "duration_ms");
-			if (dur < 0 && jint(s, "started_ms") < 0)
+			int64_t dur = rn_json_int(s, "duration_ms");
+			if (dur < 0 && rn_json_int(s, "started_ms") < 0)
 				put(&p, "-");
 			else
-				put_duration(&p, jint(s, "started_ms"), -1, dur);
+				put_duration(&p, rn_json_int(s, "started_ms"), -1, dur);
 			put(&p, "</td><td>");
-			put_text(&p, jstr(s, "reason"), "");
+			put_text(&p, rn_json_str(s, "reason"), "");
 			put(&p, "</td></tr>\n");
 		}
 		put(&p, "</table>\n");

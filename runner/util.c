@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -229,5 +230,26 @@ int rn_rm_rf(const char *path)
 		return errno == ENOENT ? 0 : rn_error_errno("%s", path);
 	if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS) < 0)
 		return rn_error_errno("remove %s", path);
+	return 0;
+}
+
+char *rn_run_id_new(void)
+{
+	unsigned char r[3] = { 0, 0, 0 };
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r[0] = (unsigned char)getpid();
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	return rn_xasprintf("%04d%02d%02d-%02d%02d%02d-%02x%02x%02x", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+			    tm.tm_hour, tm.tm_min, tm.tm_sec, r[0], r[1], r[2]);
+}
+
+int rn_self_exe(char *buf, size_t size)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+	if (n <= 0)
+		return rn_error_errno("/proc/self/exe");
+	buf[(size_t)n] = '\0';
 	return 0;
 }

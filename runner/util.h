@@ -37,5 +37,9 @@ int rn_read_file(char **out, size_t *len, const char *path, size_t max);
 int rn_mkdir_p(const char *path, unsigned mode);
 /* rm -rf of path (does not follow symlinks); 0 or RN_EIO. */
 int rn_rm_rf(const char *path);
+/* A new run id "YYYYMMDD-HHMMSS-xxxxxx" (UTC time and 24 random bits); caller frees. */
+char *rn_run_id_new(void);
+/* The path of the running executable into buf (NUL-terminated); 0 or RN_EIO. */
+int rn_self_exe(char *buf, size_t size);
 
 #endif
