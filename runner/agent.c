@@ -429,12 +429,11 @@ static void refuse_job(agent *a, const char *lease, const char *why)
 /* An ASSIGNMENT: acknowledge it and start the job. 0, or -1 for an answer that is not one. */
 static int take_job(agent *a, json_t *answer)
 {
-	const char *lease = json_string_value(json_object_get(answer, "lease"));
-	json_t *spec = json_object_get(answer, "job");
-	long ttl = (long)json_integer_value(json_object_get(answer, "lease_ttl_ms"));
+	const char *lease;
+	json_t *spec;
+	long ttl;
 	atomic_fetch_add(&a->assignments, 1);
-	if (!rn_ajob_lease_ok(lease) || !json_is_object(spec)) {
-		rn_error_set("an assignment with %s", !rn_ajob_lease_ok(lease) ? "an unusable lease id" : "no job");
+	if (rn_ajob_assignment(answer, &lease, &spec, &ttl) < 0) {
 		say("ignoring %s", rn_error_last());
 		return -1;
 	}
@@ -603,10 +602,11 @@ static int parse_args(agent *a, int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage("unexpected argument '%s'", argv[optind]);
-	if (!c->server && getenv("RUNNER_SERVER") && *getenv("RUNNER_SERVER"))
-		c->server = rn_xstrdup(getenv("RUNNER_SERVER"));
-	if (!c->token && getenv("RUNNER_TOKEN") && *getenv("RUNNER_TOKEN"))
-		c->token = rn_xstrdup(getenv("RUNNER_TOKEN"));
+	const char *env_server = getenv("RUNNER_SERVER"), *env_token = getenv("RUNNER_TOKEN");
+	if (!c->server && env_server && *env_server)
+		c->server = rn_xstrdup(env_server);
+	if (!c->token && env_token && *env_token)
+		c->token = rn_xstrdup(env_token);
 	return 0;
 }
 

@@ -550,7 +550,7 @@ static void print_job_change(json_t *job, FILE *out)
 	if (attempt > 1)
 		fprintf(out, " (attempt %" PRId64 ")", attempt);
 	const char *reason = rn_json_str(job, "reason");
-	if (reason && *reason && final_status(st) && strcmp(st, "success") != 0 && strcmp(reason, st) != 0) {
+	if (st && reason && *reason && final_status(st) && strcmp(st, "success") != 0 && strcmp(reason, st) != 0) {
 		char *r = term_str(reason, "");
 		fprintf(out, ": %s", r);
 		free(r);

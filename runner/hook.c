@@ -654,8 +654,9 @@ static int cmd_post_receive(int argc, char **argv)
 		fprintf(stderr, "runner hook: post-receive takes no arguments (the refs come on stdin)\n");
 		return EXIT_USAGE;
 	}
+	const char *env_git_dir = getenv("GIT_DIR");
 	if (!git_dir)
-		git_dir = getenv("GIT_DIR") && *getenv("GIT_DIR") ? getenv("GIT_DIR") : ".";
+		git_dir = env_git_dir && *env_git_dir ? env_git_dir : ".";
 	settings s;
 	if (settings_load(&s, git_dir) < 0) {
 		/* never fail the push: say why nothing runs */

@@ -260,7 +260,7 @@ int rn_plugin_describe(json_t **out, const char *path)
 		if (r == 0)
 			break;
 		if (rn_buf_add(&b, chunk, (size_t)r) < 0) {
-			rc = rn_error_set("%s --describe printed more than %u KiB", path, RN_PLUGIN_DESCRIBE_MAX / 1024);
+			rn_error_set("%s --describe printed more than %u KiB", path, RN_PLUGIN_DESCRIBE_MAX / 1024);
 			rc = RN_ETOOBIG;
 			break;
 		}

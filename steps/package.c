@@ -90,6 +90,7 @@ static int exec_package(const json_t *input)
 	const char **exc = strings(json_object_get(with, "exclude"), &nexc);
 	char *out = rn_xasprintf("%s/%s.%s", store, name, format);
 	rn_archive_info info;
+	memset(&info, 0, sizeof(info));
 	int status = 0;
 	int rc = rn_mkdir_p(store, 0755);
 	if (rc == 0)
