@@ -1,9 +1,11 @@
 /* proc.c - run one step as a contained process tree: the runner's side (see proc.h for the
- * design, shim.c for the shim itself and shimd.c for the fork server).
+ * design, shim.c for the shim itself, shimd.c for the fork server, docs/fork-server.md).
  *
  *   runner (child subreaper)
- *     runner-shim       the fork server (started at the first unsandboxed step); subreaper
- *       shim            one per step, forked by the server, or by the runner (sandbox, fallback)
+ *     runner-shim       the fork server (started at the second unsandboxed step); subreaper
+ *       shim            one per running step, kept by the server for the next step
+ *     shim              forked by the runner itself (sandboxed steps, the first two steps, or
+ *                       when the server is unavailable)
  *         command ...   the step's tree
  *
  * rn_proc_start prepares everything the shim needs (resolved program, argv, environment) and
@@ -64,7 +66,8 @@ static size_t read_full(int fd, void *buf, size_t len)
 	return got;
 }
 
-/* ---- shims the runner forked itself */
+/* ---- live shims: the ones the runner forked, and the server's ones running our steps (if the
+ * server dies they are re-parented to us; rn_proc_finish reaps them) */
 
 static pid_t *g_shims;
 static size_t g_nshims, g_capshims;
@@ -86,23 +89,29 @@ static void shim_del(pid_t pid)
 
 /* ---- the fork server */
 
-enum { SRV_UNTRIED, SRV_UP, SRV_OFF };
+/* UNTRIED -> (second unsandboxed step: spawned, the step is forked here) STARTING -> (next step:
+ * its hello read) UP; it dies: UNTRIED again (the next step spawns another), or OFF after
+ * SERVER_MAX_FAILURES; OFF: no server. A run of one step never starts it: its start-up (an exec,
+ * the dynamic loader, a fork) would cost that run more than the one fork it saves. */
+enum { SRV_UNTRIED, SRV_STARTING, SRV_UP, SRV_OFF };
 
 static struct {
 	int state;
-	int sock;        /* our end of the socketpair (SRV_UP) */
-	pid_t pid;       /* runner-shim (SRV_UP) */
+	int sock;        /* our end of the socketpair (STARTING, UP) */
+	pid_t pid;       /* runner-shim (STARTING, UP) */
 	pid_t owner;     /* the process that started it: a forked copy of us must start its own */
+	int gen;         /* counts the servers started: an rn_proc of an earlier one says no DONE */
+	int asked;       /* unsandboxed steps started (up to 2) */
 	int failures;    /* servers that died or would not start */
 	char *path;      /* the runner-shim in use or last tried */
 	char why[256];   /* SRV_OFF: why steps are forked locally */
 	char info[PATH_MAX + 64];
-} g_srv = { SRV_UNTRIED, -1, -1, -1, 0, NULL, "", "" };
+} g_srv = { SRV_UNTRIED, -1, -1, -1, 0, 0, 0, NULL, "", "" };
 
 static int keep_child(pid_t pid, void *arg)
 {
 	(void)arg;
-	if (g_srv.state == SRV_UP && pid == g_srv.pid)
+	if ((g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) && pid == g_srv.pid)
 		return 1;
 	for (size_t i = 0; i < g_nshims; i++)
 		if (g_shims[i] == pid)
@@ -120,6 +129,45 @@ static void server_off(const char *fmt, ...)
 	g_srv.state = SRV_OFF;
 }
 
+/* 1 if pid is a runner-shim process: its command name is the basename of path (truncated as
+ * the kernel does). */
+static int is_runner_shim(pid_t pid, const char *path)
+{
+	char fn[64], buf[256];
+	snprintf(fn, sizeof(fn), "/proc/%d/stat", (int)pid);
+	int fd = open(fn, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
+	if (!open_paren || !close_paren || close_paren < open_paren)
+		return 0;
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	size_t len = (size_t)(close_paren - open_paren - 1), want = strnlen(base, 15);
+	return len == want && memcmp(open_paren + 1, base, len) == 0;
+}
+
+/* The fork server died: its children came to us (the subreaper). Shims whose step is running are
+ * reaped by rn_proc_finish; the others, its spare (EOF on its socket ends it) and shims whose
+ * report was read but that the server had not reaped yet, are exiting: reap them. */
+static void reap_server_orphans(void)
+{
+	pid_t kids[512], sid = getsid(0), ksid;
+	size_t n = rn_shim_children(getpid(), kids, RN_ARRAY_LEN(kids));
+	for (size_t i = 0; i < n; i++) {
+		if (keep_child(kids[i], NULL) || rn_shim_stat(kids[i], NULL, &ksid) < 0 || ksid != sid ||
+		    !is_runner_shim(kids[i], g_srv.path ? g_srv.path : "runner-shim"))
+			continue;
+		while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR) {
+		}
+	}
+}
+
 /* The server is gone or broke the protocol: reap it; it is started again at the next step
  * unless that happened too often. block: wait for it to exit (it is on its way out). */
 static void server_lost(int block, const char *what)
@@ -135,7 +183,9 @@ static void server_lost(int block, const char *what)
 		while (w < 0 && errno == EINTR);
 		if (w == 0) /* still running (it broke the protocol): make sure it goes */
 			kill(g_srv.pid, SIGKILL), waitpid(g_srv.pid, &st, 0);
+		g_srv.pid = -1;
 	}
+	reap_server_orphans();
 	g_srv.pid = -1;
 	if (++g_srv.failures >= SERVER_MAX_FAILURES)
 		server_off("%s: %s (%d times)", g_srv.path ? g_srv.path : "runner-shim", what, g_srv.failures);
@@ -161,8 +211,9 @@ static char *server_locate(void)
 	return rn_xasprintf("%s/runner-shim", exe);
 }
 
-/* Start runner-shim and wait for its hello. 0, or -1 with the server off or to be retried. */
-static int server_start(void)
+/* Start runner-shim (it is not waited for: the step that starts it is forked here, the next
+ * one reads its hello). 0, or -1 with the server off. */
+static int server_spawn(void)
 {
 	free(g_srv.path);
 	g_srv.path = server_locate();
@@ -189,9 +240,8 @@ static int server_start(void)
 	char *argv[] = { g_srv.path, (char *)"--runner", pidarg, NULL };
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
-	sigset_t all, none;
+	sigset_t all;
 	sigfillset(&all);
-	sigemptyset(&none);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawnattr_init(&at);
 	int rc = sv[1] < 0 ? errno : 0;
@@ -223,17 +273,26 @@ static int server_start(void)
 	g_srv.sock = sv[0];
 	g_srv.pid = pid;
 	g_srv.owner = getpid();
+	g_srv.gen++;
+	g_srv.state = SRV_STARTING;
+	return 0;
+}
+
+/* Read the hello of a server that was spawned (waiting for it if it is not there yet). 0, or -1
+ * with the server off (not the runner-shim of this build, or it could not set up). */
+static int server_hello(void)
+{
 	struct rn_shimd_hello h;
-	struct pollfd pf = { .fd = sv[0], .events = POLLIN };
+	struct pollfd pf = { .fd = g_srv.sock, .events = POLLIN };
 	int ready;
 	do
 		ready = poll(&pf, 1, SERVER_HELLO_MS);
 	while (ready < 0 && errno == EINTR);
-	size_t got = ready > 0 ? read_full(sv[0], &h, sizeof(h)) : 0;
+	size_t got = ready > 0 ? read_full(g_srv.sock, &h, sizeof(h)) : 0;
 	if (got != sizeof(h) || h.magic != RN_SHIMD_MAGIC || h.version != RN_SHIMD_VERSION ||
 	    h.request_size != sizeof(struct rn_shimd_request) || h.report_size != sizeof(struct rn_shim_report)) {
 		/* not ours (another build), or it could not set up (no pidfds): for good */
-		kill(pid, SIGKILL);
+		kill(g_srv.pid, SIGKILL);
 		server_lost(1, "no valid answer");
 		server_off("%s: %s", g_srv.path,
 			   got == sizeof(h) ? "another version of runner-shim" : "it did not start (no pidfd support?)");
@@ -243,20 +302,37 @@ static int server_start(void)
 	return 0;
 }
 
+/* Copy s with its NUL to w; the byte after. */
+static char *put_string(char *w, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	memcpy(w, s, n);
+	return w + n;
+}
+
 /* Send one request (strings of the step; status_w, out, in attached). 1 started (p->pid and
  * p->pidfd set), 0 not sent (fork locally), -1 with rn_error_last() (the server's fork failed),
  * -2 the server died after it had the request (the caller must find out whether a shim ran). */
 static int server_request(rn_proc *p, const rn_shim_ctx *c)
 {
-	if (g_srv.state == SRV_UP && g_srv.owner != getpid()) {
+	if ((g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) && g_srv.owner != getpid()) {
 		/* we are a fork of the process that owns the server: drop our copy of its socket */
 		close(g_srv.sock);
 		g_srv.sock = -1;
 		g_srv.pid = -1;
 		g_srv.state = SRV_UNTRIED;
 	}
-	if (g_srv.state == SRV_UNTRIED)
-		server_start();
+	if (g_srv.state == SRV_UNTRIED) {
+		/* its start-up (an exec, its first shim's fork) would delay this step: fork this one
+		 * here */
+		if (g_srv.asked < 2)
+			g_srv.asked++;
+		if (g_srv.asked >= 2)
+			server_spawn();
+		return 0;
+	}
+	if (g_srv.state == SRV_STARTING && server_hello() < 0)
+		return 0;
 	if (g_srv.state != SRV_UP)
 		return 0;
 
@@ -276,7 +352,7 @@ static int server_request(rn_proc *p, const rn_shim_ctx *c)
 		len += strlen(c->argv[i]) + 1;
 	for (size_t i = 0; c->envp[i]; i++, rq.envc++)
 		len += strlen(c->envp[i]) + 1;
-	if (len > RN_SHIMD_MAX_REQUEST)
+	if (len > RN_SHIMD_MAX_REQUEST || (uint64_t)rq.argc + rq.envc > RN_SHIMD_MAX_STRINGS)
 		return 0; /* exec would refuse it anyway: let the local path say so */
 	rq.len = (uint32_t)len;
 	rq.path_errno = c->path_errno;
@@ -293,16 +369,14 @@ static int server_request(rn_proc *p, const rn_shim_ctx *c)
 
 	char *buf = rn_xmalloc(sizeof(rq) + len), *w = buf + sizeof(rq);
 	memcpy(buf, &rq, sizeof(rq));
-#define PUT(s) (w = (char *)memcpy(w, (s), strlen(s) + 1) + strlen(s) + 1)
 	if (c->path)
-		PUT(c->path);
+		w = put_string(w, c->path);
 	if (c->dir)
-		PUT(c->dir);
+		w = put_string(w, c->dir);
 	for (size_t i = 0; c->argv[i]; i++)
-		PUT(c->argv[i]);
+		w = put_string(w, c->argv[i]);
 	for (size_t i = 0; c->envp[i]; i++)
-		PUT(c->envp[i]);
-#undef PUT
+		w = put_string(w, c->envp[i]);
 	union {
 		struct cmsghdr h;
 		char b[CMSG_SPACE(3 * sizeof(int))];
@@ -374,6 +448,9 @@ static int server_request(rn_proc *p, const rn_shim_ctx *c)
 	}
 	p->pid = r.pid;
 	p->pidfd = pidfd;
+	p->gen = g_srv.gen;
+	p->step = r.id;
+	shim_add(r.pid); /* if the server dies, it is re-parented to us: not a stray */
 	return 1;
 }
 
@@ -456,6 +533,8 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 	p->wstatus = 0;
 	p->pidfd = -1;
 	p->lead = -1;
+	p->gen = 0;
+	p->step = 0;
 	if (!o || !o->argv || !o->argv[0]) {
 		rn_error_set("rn_proc_start: empty argv");
 		return RN_EINVALID;
@@ -578,7 +657,7 @@ void rn_proc_kill(rn_proc *p)
 void rn_proc_reap_strays(void)
 {
 	/* a fork server that died (its shims killed their trees; orphans came back to us) */
-	if (g_srv.state == SRV_UP) {
+	if (g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) {
 		int st;
 		if (waitpid(g_srv.pid, &st, WNOHANG) == g_srv.pid) {
 			g_srv.pid = -1;
@@ -586,6 +665,23 @@ void rn_proc_reap_strays(void)
 		}
 	}
 	rn_shim_kill_strays(keep_child, NULL);
+}
+
+/* Tell the server that the step of p is over: its shim may take another one. */
+static void server_done(const rn_proc *p)
+{
+	if (g_srv.state != SRV_UP || p->gen != g_srv.gen || g_srv.owner != getpid())
+		return;
+	struct rn_shimd_request rq;
+	memset(&rq, 0, sizeof(rq));
+	rq.magic = RN_SHIMD_DONE;
+	rq.pid = p->pid;
+	rq.id = p->step;
+	ssize_t k;
+	do
+		k = send(g_srv.sock, &rq, sizeof(rq), MSG_NOSIGNAL);
+	while (k < 0 && errno == EINTR);
+	/* a failure means the server is gone: the next request finds that out */
 }
 
 /* A shim started by the fork server is the server's child, unless the server died: then it was
@@ -644,8 +740,11 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 	int full = got == sizeof(rep);
 	if (p->pidfd >= 0) {
 		reap_remote(p);
-		p->reaped = 1;
+		shim_del(p->pid);
+		p->reaped = 1; /* from here on it is not signalled for this step */
 		p->wstatus = full && rep.magic == RN_SHIM_DIED_MAGIC ? rep.wstatus : -1;
+		if (full && rep.magic == RN_SHIM_REPORT_MAGIC)
+			server_done(p);
 	} else if (!p->reaped) {
 		int ws = 0;
 		pid_t w;
@@ -693,10 +792,10 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 
 void rn_proc_shutdown(void)
 {
-	if (g_srv.state == SRV_UP) {
-		close(g_srv.sock);
+	if (g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) {
+		close(g_srv.sock); /* EOF: it kills what is left of its shims' trees, then exits */
 		int st;
-		while (waitpid(g_srv.pid, &st, 0) < 0 && errno == EINTR) {
+		while (g_srv.owner == getpid() && waitpid(g_srv.pid, &st, 0) < 0 && errno == EINTR) {
 		}
 	}
 	free(g_srv.path);
@@ -704,18 +803,19 @@ void rn_proc_shutdown(void)
 	g_srv.sock = -1;
 	g_srv.pid = -1;
 	g_srv.failures = 0;
+	g_srv.asked = 0;
 	g_srv.why[0] = '\0';
 	g_srv.state = SRV_UNTRIED;
 }
 
 pid_t rn_proc_server_pid(void)
 {
-	return g_srv.state == SRV_UP ? g_srv.pid : -1;
+	return g_srv.state == SRV_STARTING || g_srv.state == SRV_UP ? g_srv.pid : -1;
 }
 
 const char *rn_proc_server_info(void)
 {
-	if (g_srv.state == SRV_UP)
+	if (g_srv.state == SRV_STARTING || g_srv.state == SRV_UP)
 		snprintf(g_srv.info, sizeof(g_srv.info), "runner-shim %s (pid %d)", g_srv.path, (int)g_srv.pid);
 	else if (g_srv.state == SRV_OFF)
 		snprintf(g_srv.info, sizeof(g_srv.info), "fork (%s)", g_srv.why);

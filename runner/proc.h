@@ -9,11 +9,12 @@
  *
  * Who forks the shim:
  * - Steps without a sandbox: the fork server `runner-shim` (shimd.c), a small libc-only program
- *   started once per process, at the first such step (posix_spawn, an AF_UNIX socketpair). A fork
- *   of it is several times cheaper than a fork of the runner, which links ~50 libraries. It is
- *   found next to the running executable (/proc/self/exe), or at $RUNNER_SHIM when that is set.
- *   The runner signals the shim through a pidfd the server sends back (no pid-reuse race: the
- *   server, not the runner, is the shim's parent and reaper).
+ *   started once per process (posix_spawn, an AF_UNIX socketpair) at the second such step, which
+ *   is forked here while it starts; the steps after go through it. Its shims are forked from a
+ *   small process, in advance, and take one step after another. It is found next to the running
+ *   executable (/proc/self/exe), or at $RUNNER_SHIM when that is set. The runner signals a shim
+ *   through a pidfd the server sends back (no pid-reuse race: the server, not the runner, is the
+ *   shim's parent and reaper). See docs/fork-server.md.
  * - Sandboxed steps (the shim must be created in new namespaces: rn_sandbox_fork), and every step
  *   when runner-shim is missing, is not the one of this build, pidfds are unsupported, or it
  *   failed three times: the runner forks the shim itself, as before. Nothing is logged per step.
@@ -36,8 +37,9 @@
  *   command calls setsid()). Children the runner starts itself in its own session (the fork
  *   server among them) are left alone, alive or zombie; a child started elsewhere that calls
  *   setsid() would be taken for a stray.
- * - With the fork server, the process tree is runner > runner-shim > shim > command, and the
- *   shim may still be exiting (its report written) when rn_proc_finish returns.
+ * - With the fork server, the process tree is runner > runner-shim > shim > command. The server
+ *   keeps its shims: one whose step is over (its tree gone, its report read by rn_proc_finish)
+ *   waits for another step, so p->pid may be the pid of an earlier step's shim.
  * - maxrss_kb is at least the RSS of the shim's parent at fork time (the kernel counts the
  *   pre-exec image of the forked command into its peak RSS): small through the fork server, the
  *   runner's RSS when the runner forks the shim. */
@@ -66,6 +68,8 @@ typedef struct rn_proc {
 	int wstatus;   /* internal: the shim's wait status */
 	int pidfd;     /* internal: the shim's pidfd when the fork server started it, else -1 */
 	int lead;      /* internal: a report byte rn_proc_start read ahead, else -1 */
+	int gen;       /* internal: which fork server started it (0: none) */
+	uint32_t step; /* internal: the step's id at that server */
 } rn_proc;
 
 typedef struct rn_proc_result {

@@ -413,12 +413,19 @@ struct shim_state {
 	int cmd_done;      /* the command was reaped */
 	int cmd_status;    /* its wait status */
 	int survivors;     /* distinct tree processes found after the command ended */
+	int64_t utime_us, stime_us, maxrss_kb; /* of every process reaped (with what it reaped): the
+	                                        * tree's; not RUSAGE_CHILDREN, which a shim of the fork
+	                                        * server would carry over from one step to the next */
 	size_t nseen;
 	pid_t seen[SEEN_MAX];
 };
 
-static void shim_note_exit(struct shim_state *s, pid_t w, int st)
+static void shim_note_exit(struct shim_state *s, pid_t w, int st, const struct rusage *ru)
 {
+	s->utime_us += (int64_t)ru->ru_utime.tv_sec * 1000000 + ru->ru_utime.tv_usec;
+	s->stime_us += (int64_t)ru->ru_stime.tv_sec * 1000000 + ru->ru_stime.tv_usec;
+	if (ru->ru_maxrss > s->maxrss_kb)
+		s->maxrss_kb = ru->ru_maxrss;
 	if (w == s->cmd && !s->cmd_done) {
 		s->cmd_done = 1;
 		s->cmd_status = st;
@@ -430,9 +437,10 @@ static int shim_reap(struct shim_state *s)
 {
 	for (;;) {
 		int st;
-		pid_t w = waitpid(-1, &st, WNOHANG | __WALL);
+		struct rusage ru;
+		pid_t w = wait4(-1, &st, WNOHANG | __WALL, &ru);
 		if (w > 0) {
-			shim_note_exit(s, w, st);
+			shim_note_exit(s, w, st, &ru);
 			continue;
 		}
 		if (w == 0)
@@ -489,13 +497,14 @@ static void shim_kill_all(struct shim_state *s)
 		}
 		/* every child we have is dying now: wait for one, then look again */
 		int st;
+		struct rusage ru;
 		pid_t w;
 		do
-			w = waitpid(-1, &st, __WALL);
+			w = wait4(-1, &st, __WALL, &ru);
 		while (w < 0 && errno == EINTR);
 		if (w < 0)
 			return;
-		shim_note_exit(s, w, st);
+		shim_note_exit(s, w, st, &ru);
 	}
 }
 
@@ -593,12 +602,14 @@ _Noreturn void rn_shim_main(const rn_shim_ctx *c)
 	int fds[3] = { c->status_w, c->in_fd, c->out_fd };
 	rn_shim_keep_fds(fds, 3);
 	rn_shim_run(c);
+	_exit(0);
 }
 
-_Noreturn void rn_shim_run(const rn_shim_ctx *c)
+int rn_shim_run(const rn_shim_ctx *c)
 {
 	struct shim_state *s = &g_state;
-
+	memset(s, 0, sizeof(*s));
+	memset(&g_args, 0, sizeof(g_args));
 	s->c = c;
 	s->self = getpid();
 	s->cmd_status = -1;
@@ -646,16 +657,14 @@ _Noreturn void rn_shim_run(const rn_shim_ctx *c)
 	}
 	shim_kill_all(s);
 
-	struct rusage ru;
-	memset(&ru, 0, sizeof(ru));
-	getrusage(RUSAGE_CHILDREN, &ru);
 	rep.wstatus = s->cmd_done ? s->cmd_status : -1;
 	rep.survivors = s->survivors;
-	rep.utime_us = (int64_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec;
-	rep.stime_us = (int64_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
-	rep.maxrss_kb = ru.ru_maxrss;
+	rep.utime_us = s->utime_us;
+	rep.stime_us = s->stime_us;
+	rep.maxrss_kb = s->maxrss_kb;
 	write_full(c->status_w, &rep, sizeof(rep));
-	_exit(0);
+	close(c->status_w);
+	return 0;
 }
 
 
@@ -687,21 +696,32 @@ int rn_shim_children_file(void)
 	return g_children_file;
 }
 
+size_t rn_shim_children(pid_t pid, pid_t *out, size_t max)
+{
+	size_t n = 0;
+	if (rn_shim_children_file()) {
+		children_of(pid, 0, out, &n, max);
+		return n;
+	}
+	size_t all = scan_all();
+	for (size_t j = 0; j < all && n < max; j++)
+		if (g_scan_ppid[j] == pid)
+			out[n++] = g_scan_pid[j];
+	return n;
+}
+
+int rn_shim_stat(pid_t pid, pid_t *ppid, pid_t *sid)
+{
+	return stat_fields(pid, ppid, sid);
+}
+
 void rn_shim_kill_strays(int (*keep)(pid_t pid, void *arg), void *arg)
 {
 	pid_t self = getpid(), sid = getsid(0);
 	pid_t kids[512];
 	int cf = rn_shim_children_file();
 	for (int round = 0; round < 100; round++) {
-		size_t n = 0;
-		if (cf) {
-			children_of(self, 0, kids, &n, sizeof(kids) / sizeof(kids[0]));
-		} else {
-			size_t all = scan_all();
-			for (size_t j = 0; j < all && n < sizeof(kids) / sizeof(kids[0]); j++)
-				if (g_scan_ppid[j] == self)
-					kids[n++] = g_scan_pid[j];
-		}
+		size_t n = rn_shim_children(self, kids, sizeof(kids) / sizeof(kids[0]));
 		int found = 0;
 		for (size_t i = 0; i < n; i++) {
 			pid_t k = kids[i], ksid;

@@ -63,13 +63,17 @@ struct rn_shim_report {
 /* ---- the fork server protocol (an AF_UNIX stream socketpair; runner-shim has it on fd 3)
  *
  * runner-shim --runner PID: once set up it sends a struct rn_shimd_hello. Then, per step, the
- * runner sends a struct rn_shimd_request followed by `len` bytes of NUL-terminated strings
- * ([path] [dir] argv... envp...) with the fds status_w, [out_fd], [in_fd] attached (SCM_RIGHTS)
- * to its first byte; the server hands it to a shim (one it forked in advance, or a new one) and
- * answers with a struct rn_shimd_reply, with the shim's pidfd attached when pid > 0. EOF from the
- * runner: every shim is told to kill its tree, and the server exits once all are gone. */
+ * runner sends a struct rn_shimd_request (magic RN_SHIMD_MAGIC) followed by `len` bytes of
+ * NUL-terminated strings ([path] [dir] argv... envp...) with the fds status_w, [out_fd], [in_fd]
+ * attached (SCM_RIGHTS) to its first byte; the server hands it to one of its shims and answers
+ * with a struct rn_shimd_reply (pid, step id), with the shim's pidfd attached when pid > 0. Once
+ * the runner has read the step's report and will not signal that shim for it any more, it sends
+ * a struct rn_shimd_request with magic RN_SHIMD_DONE, pid and id (no strings, no fds, no answer):
+ * the shim may take another step. EOF from the runner: every shim is told to kill its tree, and
+ * the server exits once all are gone. */
 #define RN_SHIMD_MAGIC 0x726e7364u /* "rnsd" */
-#define RN_SHIMD_VERSION 1
+#define RN_SHIMD_DONE 0x726e7366u  /* "rnsf" */
+#define RN_SHIMD_VERSION 2
 #define RN_SHIMD_FD 3
 #define RN_SHIMD_MAX_REQUEST (4u << 20) /* bytes of strings of one request, and how many strings: */
 #define RN_SHIMD_MAX_STRINGS 65536u     /* a larger step is forked by the runner (exec would refuse it) */
@@ -78,8 +82,7 @@ enum {
 	RN_SHIMD_HAVE_PATH = 1 << 0, /* the strings start with the resolved program path */
 	RN_SHIMD_HAVE_DIR = 1 << 1,  /* then the working directory */
 	RN_SHIMD_HAVE_OUT = 1 << 2,  /* an out fd is attached after status_w */
-	RN_SHIMD_HAVE_IN = 1 << 3,   /* an in fd is attached after that */
-	RN_SHIMD_CHILDREN_FILE = 1 << 4
+	RN_SHIMD_HAVE_IN = 1 << 3    /* an in fd is attached after that */
 };
 
 struct rn_shimd_hello {
@@ -88,9 +91,11 @@ struct rn_shimd_hello {
 };
 
 struct rn_shimd_request {
-	uint32_t magic;
+	uint32_t magic;      /* RN_SHIMD_MAGIC: run a step; RN_SHIMD_DONE: step `id` of shim `pid` is over */
 	uint32_t flags;      /* RN_SHIMD_* */
 	int32_t path_errno;  /* without HAVE_PATH */
+	int32_t pid;         /* DONE */
+	uint32_t id;         /* DONE */
 	uint32_t argc, envc;
 	uint32_t len;        /* bytes of strings that follow */
 };
@@ -98,8 +103,8 @@ struct rn_shimd_request {
 struct rn_shimd_reply {
 	uint32_t magic;
 	int32_t pid;         /* the shim, or -1 */
-	int32_t err;         /* errno of the failed fork when pid is -1 */
-	int32_t pad;
+	int32_t err;         /* errno of the failure when pid is -1 */
+	uint32_t id;         /* the step's id, for DONE */
 };
 
 /* ---- the shim */
@@ -118,8 +123,11 @@ void rn_shim_keep_fds(const int *fds, int n);
  * its step is known: the fork server's spare). */
 void rn_shim_warm(void);
 /* The shim proper, once entered: start the command, supervise its tree until it is gone, write
- * the report to c->status_w and _exit. Never returns. */
-_Noreturn void rn_shim_run(const rn_shim_ctx *c);
+ * the report to c->status_w and close it (in/out are closed once the command has them). Returns
+ * 0 then, with no child left: a shim of the fork server can take another step (the caller must
+ * first drain SIGTERM/SIGUSR1 that were meant for this one). Exits if the command could not be
+ * started (a report saying why is written first). */
+int rn_shim_run(const rn_shim_ctx *c);
 
 /* Set every signal disposition to the shim's: SIG_DFL, SIGINT/SIGHUP/SIGPIPE ignored (also
  * glibc's internal real-time signals, which sigaction() refuses). Async-signal-safe. */
@@ -129,6 +137,10 @@ void rn_shim_reset_signals(void);
 
 /* 1 if /proc/PID/task/TID/children exists on this kernel (probed once), else 0. */
 int rn_shim_children_file(void);
+/* The children of pid (of all its threads) into out[0..max); their count. */
+size_t rn_shim_children(pid_t pid, pid_t *out, size_t max);
+/* Parent and session of pid from /proc/PID/stat (either may be NULL). 0, or -1 if it is gone. */
+int rn_shim_stat(pid_t pid, pid_t *ppid, pid_t *sid);
 /* SIGKILL, with their descendants, and reap every child of the caller that keep() does not
  * claim and that is not in the caller's session; repeats while that brings orphans back (the
  * caller is their subreaper). keep may be NULL. */

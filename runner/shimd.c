@@ -1,33 +1,39 @@
-/* shimd.c - runner-shim: the fork server that starts the runner's step shims (see shim.h for the
- * protocol and proc.h for the design).
+/* shimd.c - runner-shim: the fork server that provides the runner's step shims (see shim.h for
+ * the protocol and proc.h for the design).
  *
  * Why it exists: the runner links some fifty shared libraries (libgit2, libcurl, OpenSSL, ...),
  * and fork() of such a process costs 0.6 to 1.1 ms (its page tables), several times the cost of
  * forking a process that links libc only. The runner starts this small program once, at its
- * first unsandboxed step, and sends it one request per step; the fork is made here.
+ * first unsandboxed step, and sends it one request per step.
  *
- * The spare: the server keeps one shim forked in advance, already entered (subreaper,
- * PDEATHSIG, fds closed, its pages copied) and blocked on a socketpair of its own. A request is
- * written into a shared mapping the spare inherited (the shim context, its pointer arrays and
- * strings, at the same addresses in both processes), the step's fds are passed to it, and it
- * runs the shim from there; the server answers the runner and forks the next spare while the
- * step runs. So no fork is on the path from the request to the exec. Without a spare (it died,
- * or could not be made) a shim is forked for the request, as it would be anyway.
+ * Its shims live in a pool. Each was forked with a socketpair and a shared mapping (the arena)
+ * of its own, has entered (subreaper, PDEATHSIG, every other fd closed, its pages copied), and
+ * waits on the socketpair. A request is laid out in the arena of an idle shim (the shim context,
+ * its pointer arrays and strings, at the same addresses in both processes), the step's fds are
+ * passed to it, and it starts the command at once. When the step's tree is gone it writes its
+ * report and waits again; the runner says when it has read the report (DONE), and from then on
+ * the shim may take another step. So after the first steps no fork is left but the command's
+ * own, and none is ever on the path from a request to the exec: when no shim is idle after a
+ * hand-off, the next one is forked while the step starts.
  *
  * What it guarantees:
  * - It dies with the runner: PR_SET_PDEATHSIG(SIGKILL), and it checks getppid() after setting it.
- *   The shims it forks have PR_SET_PDEATHSIG(SIGUSR1) on it, so when it dies every shim kills
- *   its tree. EOF on the socket (the runner closed it, exited or exec'd) does the same, in order:
- *   every shim is told to kill its tree, and the server exits once they are all reaped.
+ *   Its shims have PR_SET_PDEATHSIG(SIGUSR1) on it, so when it dies every shim kills its tree
+ *   (an idle one sees EOF and exits). EOF on the runner's socket (the runner exited or exec'd)
+ *   does the same, in order: every shim is told to kill its tree, and the server exits once they
+ *   are all reaped.
  * - It is a child subreaper: the tree of a shim that was killed comes back here and is killed,
- *   before the report saying so (RN_SHIM_DIED_MAGIC) is written on the shim's status pipe.
- * - It holds each live shim's status pipe until it has reaped the shim, so EOF on the runner's
- *   end still means "the shim is gone" (a report normally arrives before).
+ *   before the report saying so (RN_SHIM_DIED_MAGIC) is written on the step's status pipe. It
+ *   holds that pipe until the step is over (the shim reaped, or DONE).
+ * - A shim takes a step only once it has no child left (rn_shim_run returns only then) and the
+ *   runner has said DONE, i.e. will not signal it for the previous step any more; signals that
+ *   were meant for that step and are still pending are dropped before the next one starts.
  * - It runs no handler: every signal is blocked for good, SIGCHLD is read from a signalfd;
  *   SIGINT/SIGTERM/SIGHUP sent to the runner's process group do nothing here (the runner decides
  *   what its steps get). The dispositions are set once so that shims need not reset them.
  *
- * Single-threaded, links libc only (plus shim.c), and holds no per-step memory after a step. */
+ * Single-threaded, links libc only (plus shim.c). Memory: a few pages per shim, at most
+ * POOL_MAX idle shims, and the arena pages a large request touched are given back. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -46,6 +52,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SYS_pidfd_open
@@ -58,51 +65,67 @@
 #define CLONE_PIDFD 0x00001000
 #endif
 
+#define POOL_MAX 16                 /* idle shims kept; more are let go when their step is over */
+#define ARENA_KEEP (256u << 10)     /* arena bytes kept touched between steps */
+
 /* struct clone_args of linux/sched.h, version 0 (64 bytes) */
 struct clone3_args {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-};
-
-/* A live shim: the server's copy of its status pipe stays open until the shim is reaped. */
-struct live {
-	pid_t pid;
-	int status_w;
 };
 
 /* A request in memory: the shim context, then its pointer arrays, then the strings. */
 #define CTX_SPACE ((sizeof(rn_shim_ctx) + 63) & ~(size_t)63)
 #define ARENA_SIZE (CTX_SPACE + (2 * (size_t)RN_SHIMD_MAX_STRINGS + 4) * sizeof(char *) + RN_SHIMD_MAX_REQUEST + 1)
 
-/* What the server sends the spare (the step's fds attached). */
+/* What the server sends a shim for a step (the step's fds attached). */
 struct handoff {
 	uint32_t magic;
 	uint32_t flags; /* RN_SHIMD_HAVE_OUT / RN_SHIMD_HAVE_IN: which fds follow status_w */
 };
 
-/* The shim forked in advance. */
-static struct {
-	pid_t pid;    /* -1: none */
-	int pidfd;
-	int ctl;      /* our end of its socketpair */
-	char *arena;  /* ARENA_SIZE bytes shared with it */
-} g_spare = { -1, -1, -1, NULL };
-static int g_spare_deaths; /* spares that died waiting: after a few, no more spares */
+enum { S_IDLE, S_BUSY, S_LEAVING };
 
-static struct live *g_live;
-static size_t g_nlive, g_caplive;
-static char *g_buf; /* a request's memory when there is no spare */
-static size_t g_capbuf;
-static int g_clone3 = 1; /* clone3(CLONE_PIDFD) works (else fork + pidfd_open) */
+/* A shim of ours. */
+struct shim {
+	pid_t pid;
+	int state;     /* S_IDLE: waits for a step; S_BUSY: runs one (or ran it, until DONE);
+	                * S_LEAVING: its socket was closed, it exits */
+	int pidfd;     /* sent (duplicated) to the runner with each step */
+	int ctl;       /* our end of its socketpair */
+	char *arena;   /* ARENA_SIZE bytes shared with it */
+	size_t used;   /* arena bytes the last request touched */
+	int status_w;  /* S_BUSY: the step's status pipe, until the step is over */
+	uint32_t id;   /* S_BUSY: the step's id */
+	uint64_t idle_since; /* S_IDLE: when it became idle (a counter) */
+};
+
+static struct shim *g_shims;
+static size_t g_nshims, g_capshims;
+static uint32_t g_next_id = 1;
+static uint64_t g_clock;           /* orders idle shims: the most recent one is used first */
+static int g_fork_failures;        /* shims that died before their first step: after a few, stop */
+static int g_clone3 = 1;           /* clone3(CLONE_PIDFD) works (else fork + pidfd_open) */
+
+static struct shim *find(pid_t pid)
+{
+	for (size_t i = 0; i < g_nshims; i++)
+		if (g_shims[i].pid == pid)
+			return &g_shims[i];
+	return NULL;
+}
 
 static int is_ours(pid_t pid, void *arg)
 {
 	(void)arg;
-	if (pid == g_spare.pid)
-		return 1;
-	for (size_t i = 0; i < g_nlive; i++)
-		if (g_live[i].pid == pid)
-			return 1;
-	return 0;
+	return find(pid) != NULL;
+}
+
+static size_t count(int state)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < g_nshims; i++)
+		n += g_shims[i].state == state;
+	return n;
 }
 
 static void close_from(unsigned lo)
@@ -129,63 +152,9 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* A child ended. A shim that did not exit normally left no report and maybe a tree: the tree
- * (re-parented to us) is killed first, then a report saying how the shim died is written for it.
- * 1 if orphans may be about (the child was not a shim), else 0. */
-static void spare_drop(void);
-
-static int child_exited(pid_t pid, int st)
-{
-	if (pid == g_spare.pid) { /* it died waiting (a stray kill): the next request forks */
-		g_spare.pid = -1;
-		spare_drop();
-		g_spare_deaths++;
-		return 0;
-	}
-	size_t i;
-	for (i = 0; i < g_nlive && g_live[i].pid != pid; i++) {
-	}
-	if (i == g_nlive)
-		return 1;
-	struct live l = g_live[i];
-	g_live[i] = g_live[--g_nlive];
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		rn_shim_kill_strays(is_ours, NULL);
-		struct rn_shim_report r;
-		memset(&r, 0, sizeof(r));
-		r.magic = RN_SHIM_DIED_MAGIC;
-		r.wstatus = st;
-		write_all(l.status_w, &r, sizeof(r)); /* fits the pipe: at most the START byte is in it */
-	}
-	close(l.status_w);
-	return 0;
-}
-
-/* Reap every child that has ended, without blocking (block: wait for at least one first).
- * -1 if we have no children at all, else 0. */
-static int reap(int block)
-{
-	int strays = 0, rc = 0;
-	for (;;) {
-		int st;
-		pid_t w = waitpid(-1, &st, __WALL | (block ? 0 : WNOHANG));
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == ECHILD)
-			rc = -1;
-		if (w <= 0)
-			break;
-		strays |= child_exited(w, st);
-		block = 0;
-	}
-	if (strays)
-		rn_shim_kill_strays(is_ours, NULL);
-	return rc;
-}
-
 /* Receive exactly len bytes from fd; the fds attached to them go to fds[*nfds..3) (extra ones
  * are closed). 1 done, 0 EOF before the first byte, -1 error or EOF in the middle.
- * Async-signal-safe (the spare uses it). */
+ * Async-signal-safe (shims use it). */
 static int recv_full(int fd, void *buf, size_t len, int *fds, int *nfds)
 {
 	size_t have = 0;
@@ -220,36 +189,74 @@ static int recv_full(int fd, void *buf, size_t len, int *fds, int *nfds)
 	return 1;
 }
 
-static int send_reply(pid_t pid, int err, int pidfd)
+/* Send len bytes with fds[0..nfds) attached. 0, or -1. */
+static int send_fds(int sock, const void *buf, size_t len, const int *fds, int nfds)
 {
-	struct rn_shimd_reply r = { RN_SHIMD_MAGIC, pid, err, 0 };
 	union {
 		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int))];
+		char b[CMSG_SPACE(3 * sizeof(int))];
 	} cm;
-	struct iovec iov = { &r, sizeof(r) };
+	memset(&cm, 0, sizeof(cm));
+	struct iovec iov = { (void *)(uintptr_t)buf, len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (pidfd >= 0) {
-		memset(&cm, 0, sizeof(cm));
+	if (nfds > 0) {
 		mh.msg_control = cm.b;
-		mh.msg_controllen = sizeof(cm.b);
+		mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
 		struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
 		h->cmsg_level = SOL_SOCKET;
 		h->cmsg_type = SCM_RIGHTS;
-		h->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(h), &pidfd, sizeof(int));
+		h->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+		memcpy(CMSG_DATA(h), fds, (size_t)nfds * sizeof(int));
 	}
 	ssize_t k;
 	do
-		k = sendmsg(RN_SHIMD_FD, &mh, MSG_NOSIGNAL);
+		k = sendmsg(sock, &mh, MSG_NOSIGNAL);
 	while (k < 0 && errno == EINTR);
-	return k == (ssize_t)sizeof(r) ? 0 : -1; /* 16 bytes on a stream socket: never partial */
+	return k == (ssize_t)len ? 0 : -1; /* a few bytes on a stream socket: never partial */
+}
+
+static int send_reply(pid_t pid, int err, uint32_t id, int pidfd)
+{
+	struct rn_shimd_reply r = { RN_SHIMD_MAGIC, pid, err, id };
+	return send_fds(RN_SHIMD_FD, &r, sizeof(r), &pidfd, pidfd >= 0 ? 1 : 0);
+}
+
+/* ---- the shims */
+
+/* In a shim: wait for a step and run it, again and again. EOF (the server is gone or lets it
+ * go): exit. */
+static _Noreturn void shim_loop(pid_t server, int ctl, char *arena)
+{
+	if (rn_shim_enter(server, 1, 1) < 0)
+		_exit(126);
+	rn_shim_keep_fds(&ctl, 1);
+	rn_shim_warm();
+	sigset_t stale;
+	sigemptyset(&stale);
+	sigaddset(&stale, SIGTERM);
+	sigaddset(&stale, SIGUSR1);
+	sigaddset(&stale, SIGCHLD);
+	for (;;) {
+		struct handoff h;
+		int fds[3] = { -1, -1, -1 }, nfds = 0;
+		if (recv_full(ctl, &h, sizeof(h), fds, &nfds) <= 0 || h.magic != RN_SHIMD_MAGIC || nfds < 1)
+			_exit(0);
+		/* what the runner sent for the previous step: it said DONE before this one came */
+		static const struct timespec zero = { 0, 0 };
+		while (sigtimedwait(&stale, NULL, &zero) > 0) {
+		}
+		rn_shim_ctx *c = (rn_shim_ctx *)(void *)arena; /* written by the server, at the same address */
+		c->status_w = fds[0];
+		c->out_fd = h.flags & RN_SHIMD_HAVE_OUT ? fds[1] : -1;
+		c->in_fd = h.flags & RN_SHIMD_HAVE_IN ? fds[nfds - 1] : -1;
+		rn_shim_run(c);
+	}
 }
 
 /* Fork a shim with a pidfd for it: clone3(CLONE_PIDFD) gets both at once; where clone3 is
  * filtered out (some container profiles), fork + pidfd_open (safe: the child cannot be reaped
  * before we call it). 0 in the child; in the parent the pid with *pidfd set, or -1. */
-static pid_t fork_shim(int *pidfd)
+static pid_t fork_pidfd(int *pidfd)
 {
 	*pidfd = -1;
 	if (g_clone3) {
@@ -274,102 +281,144 @@ static pid_t fork_shim(int *pidfd)
 	*pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (*pidfd < 0) {
 		int e = errno;
-		kill(pid, SIGKILL); /* it has not got far: PDEATHSIG is set, the command maybe not started */
+		kill(pid, SIGKILL); /* it has not got far: it waits for its first step */
 		errno = e;
 		return -1;
 	}
 	return pid;
 }
 
-/* ---- the spare */
-
-/* In the spare: wait for a step, then be its shim. EOF (the server is gone or stops): exit. */
-static _Noreturn void spare_main(pid_t server, int ctl, char *arena)
+/* A new idle shim. It, or NULL with errno. */
+static struct shim *shim_new(void)
 {
-	if (rn_shim_enter(server, 1, 1) < 0)
-		_exit(126);
-	rn_shim_keep_fds(&ctl, 1);
-	rn_shim_warm();
-	struct handoff h;
-	int fds[3] = { -1, -1, -1 }, nfds = 0;
-	if (recv_full(ctl, &h, sizeof(h), fds, &nfds) <= 0 || h.magic != RN_SHIMD_MAGIC || nfds < 1)
-		_exit(0);
-	close(ctl);
-	rn_shim_ctx *c = (rn_shim_ctx *)(void *)arena; /* written by the server, at the same address */
-	c->status_w = fds[0];
-	c->out_fd = h.flags & RN_SHIMD_HAVE_OUT ? fds[1] : -1;
-	c->in_fd = h.flags & RN_SHIMD_HAVE_IN ? fds[nfds - 1] : -1;
-	rn_shim_run(c);
-}
-
-static void spare_drop(void)
-{
-	if (g_spare.pid > 0)
-		kill(g_spare.pid, SIGKILL); /* reaped as a stray */
-	if (g_spare.ctl >= 0)
-		close(g_spare.ctl);
-	if (g_spare.pidfd >= 0)
-		close(g_spare.pidfd);
-	if (g_spare.arena)
-		munmap(g_spare.arena, ARENA_SIZE);
-	g_spare.pid = -1;
-	g_spare.pidfd = -1;
-	g_spare.ctl = -1;
-	g_spare.arena = NULL;
-}
-
-static void spare_fork(void)
-{
-	if (g_spare.pid > 0 || g_spare_deaths >= 3)
-		return;
+	if (g_nshims == g_capshims) {
+		size_t cap = g_capshims ? 2 * g_capshims : 16;
+		struct shim *ns = realloc(g_shims, cap * sizeof(*ns));
+		if (!ns)
+			return NULL;
+		g_shims = ns;
+		g_capshims = cap;
+	}
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		return;
+		return NULL;
 	char *arena = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (arena == MAP_FAILED) {
+		int e = errno;
 		close(sv[0]);
 		close(sv[1]);
-		return;
+		errno = e;
+		return NULL;
 	}
 	pid_t self = getpid();
 	int pidfd;
-	pid_t pid = fork_shim(&pidfd);
+	pid_t pid = fork_pidfd(&pidfd);
 	if (pid == 0)
-		spare_main(self, sv[1], arena);
+		shim_loop(self, sv[1], arena);
+	int e = errno;
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
 		munmap(arena, ARENA_SIZE);
-		return;
+		errno = e;
+		return NULL;
 	}
-	g_spare.pid = pid;
-	g_spare.pidfd = pidfd;
-	g_spare.ctl = sv[0];
-	g_spare.arena = arena;
+	struct shim *s = &g_shims[g_nshims++];
+	*s = (struct shim){ .pid = pid, .state = S_IDLE, .pidfd = pidfd, .ctl = sv[0], .arena = arena,
+			    .used = 0, .status_w = -1, .id = 0, .idle_since = ++g_clock };
+	return s;
 }
 
-/* Pass the step's fds to the spare: it starts the command. 0, or -1 if the spare is gone. */
-static int spare_handoff(const int *fds, int nfds, uint32_t flags)
+/* Forget a shim that was reaped. */
+static void shim_forget(struct shim *s)
 {
-	struct handoff h = { RN_SHIMD_MAGIC, flags & (RN_SHIMD_HAVE_OUT | RN_SHIMD_HAVE_IN) };
-	union {
-		struct cmsghdr h;
-		char b[CMSG_SPACE(3 * sizeof(int))];
-	} cm;
-	memset(&cm, 0, sizeof(cm));
-	struct iovec iov = { &h, sizeof(h) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
-			     .msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int)) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-	memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
-	ssize_t k;
-	do
-		k = sendmsg(g_spare.ctl, &mh, MSG_NOSIGNAL);
-	while (k < 0 && errno == EINTR);
-	return k == (ssize_t)sizeof(h) ? 0 : -1;
+	if (s->status_w >= 0)
+		close(s->status_w);
+	if (s->ctl >= 0)
+		close(s->ctl);
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	munmap(s->arena, ARENA_SIZE);
+	*s = g_shims[--g_nshims];
+}
+
+/* Let an idle shim go: EOF on its socket ends it (it is reaped later). */
+static void shim_dismiss(struct shim *s)
+{
+	close(s->ctl);
+	s->ctl = -1;
+	s->state = S_LEAVING;
+}
+
+/* The runner has read the report of step id of shim pid (DONE). */
+static void step_over(pid_t pid, uint32_t id)
+{
+	struct shim *s = find(pid);
+	if (!s || s->state != S_BUSY || s->id != id)
+		return; /* it died meanwhile (and was reaped): nothing to do */
+	close(s->status_w);
+	s->status_w = -1;
+	s->state = S_IDLE;
+	s->idle_since = ++g_clock;
+	if (s->used > ARENA_KEEP) /* give back what a large request touched */
+		madvise(s->arena + ARENA_KEEP, s->used - ARENA_KEEP, MADV_REMOVE);
+	s->used = 0;
+	if (count(S_IDLE) > POOL_MAX)
+		shim_dismiss(s);
+}
+
+/* A child ended. A busy shim that did not exit normally left no report and maybe a tree: the
+ * tree (re-parented to us) is killed first, then a report saying how the shim died is written
+ * for it. 1 if orphans may be about (the child was not one of our shims), else 0. */
+static int child_exited(pid_t pid, int st)
+{
+	struct shim *s = find(pid);
+	if (!s)
+		return 1;
+	if (s->state == S_IDLE && s->id == 0)
+		g_fork_failures++; /* died before its first step */
+	if (s->state == S_BUSY && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
+		rn_shim_kill_strays(is_ours, NULL);
+		struct rn_shim_report r;
+		memset(&r, 0, sizeof(r));
+		r.magic = RN_SHIM_DIED_MAGIC;
+		r.wstatus = st;
+		write_all(s->status_w, &r, sizeof(r)); /* fits the pipe: at most the START byte is in it */
+	}
+	shim_forget(s);
+	return 0;
+}
+
+/* Reap every child that has ended, without blocking (block: wait for at least one first).
+ * -1 if we have no children at all, else 0. */
+static int reap(int block)
+{
+	int strays = 0, rc = 0;
+	for (;;) {
+		int st;
+		pid_t w = waitpid(-1, &st, __WALL | (block ? 0 : WNOHANG));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == ECHILD)
+			rc = -1;
+		if (w <= 0)
+			break;
+		strays |= child_exited(w, st);
+		block = 0;
+	}
+	if (strays)
+		rn_shim_kill_strays(is_ours, NULL);
+	return rc;
+}
+
+/* An idle shim for the next step: the one that became idle last (its pages are warm). */
+static struct shim *idle_shim(void)
+{
+	struct shim *best = NULL;
+	for (size_t i = 0; i < g_nshims; i++)
+		if (g_shims[i].state == S_IDLE && (!best || g_shims[i].idle_since > best->idle_since))
+			best = &g_shims[i];
+	return best;
 }
 
 /* ---- requests */
@@ -416,8 +465,8 @@ static rn_shim_ctx *build_ctx(char *mem, char *strs, const struct rn_shimd_reque
 	return c;
 }
 
-/* Serve one request. 1 done, 0 the runner closed the socket, -1 a broken request (the runner
- * and the server do not agree: stop). */
+/* Serve one message of the runner. 1 done, 0 the runner closed the socket, -1 a broken message
+ * (the runner and the server do not agree: stop). */
 static int serve_one(void)
 {
 	struct rn_shimd_request rq;
@@ -427,80 +476,75 @@ static int serve_one(void)
 		rc = got;
 		goto done;
 	}
+	if (rq.magic == RN_SHIMD_DONE && nfds == 0) {
+		step_over(rq.pid, rq.id);
+		return 1;
+	}
 	int want = 1 + !!(rq.flags & RN_SHIMD_HAVE_OUT) + !!(rq.flags & RN_SHIMD_HAVE_IN);
 	if (rq.magic != RN_SHIMD_MAGIC || rq.len > RN_SHIMD_MAX_REQUEST || rq.argc < 1 ||
 	    (uint64_t)rq.argc + rq.envc > RN_SHIMD_MAX_STRINGS || nfds != want)
 		goto done;
-	size_t off = CTX_SPACE + (2 * (size_t)rq.argc + rq.envc + 4) * sizeof(char *), need = off + rq.len + 1;
-	char *mem = g_spare.arena;
-	if (!mem) {
-		if (need > g_capbuf) {
-			char *nb = realloc(g_buf, need);
-			if (!nb)
+	struct shim *s = idle_shim();
+	if (!s && !(s = shim_new())) {
+		/* the strings must still be read to stay in step with the runner */
+		char sink[4096];
+		for (uint32_t left = rq.len; left > 0;) {
+			uint32_t n = left < sizeof(sink) ? left : (uint32_t)sizeof(sink);
+			if (recv_full(RN_SHIMD_FD, sink, n, fds, &nfds) <= 0)
 				goto done;
-			g_buf = nb;
-			g_capbuf = need;
+			left -= n;
 		}
-		mem = g_buf;
+		rc = send_reply(-1, errno ? errno : EAGAIN, 0, -1) < 0 ? 0 : 1;
+		goto done;
 	}
-	if (rq.len && recv_full(RN_SHIMD_FD, mem + off, rq.len, fds, &nfds) <= 0)
+	size_t off = CTX_SPACE + (2 * (size_t)rq.argc + rq.envc + 4) * sizeof(char *);
+	char *strs = s->arena + off;
+	if (rq.len && recv_full(RN_SHIMD_FD, strs, rq.len, fds, &nfds) <= 0)
 		goto done;
 	if (nfds != want)
 		goto done;
 	/* the strings: exactly as many NUL-terminated ones as the header says */
-	char *strs = mem + off;
 	strs[rq.len] = '\0';
 	size_t nstr = !!(rq.flags & RN_SHIMD_HAVE_PATH) + !!(rq.flags & RN_SHIMD_HAVE_DIR) + rq.argc + rq.envc;
-	size_t count = 0;
+	size_t n0 = 0;
 	for (size_t i = 0; i < rq.len; i++)
-		count += strs[i] == '\0';
-	if (count != nstr || (rq.len && strs[rq.len - 1] != '\0'))
+		n0 += strs[i] == '\0';
+	if (n0 != nstr || (rq.len && strs[rq.len - 1] != '\0'))
 		goto done;
-	rn_shim_ctx *c = build_ctx(mem, strs, &rq);
-	c->status_w = fds[0];
-	c->out_fd = rq.flags & RN_SHIMD_HAVE_OUT ? fds[1] : -1;
-	c->in_fd = rq.flags & RN_SHIMD_HAVE_IN ? fds[nfds - 1] : -1;
+	build_ctx(s->arena, strs, &rq);
+	s->used = off + rq.len + 1;
 
-	if (g_nlive == g_caplive) {
-		size_t cap = g_caplive ? 2 * g_caplive : 16;
-		struct live *nl = realloc(g_live, cap * sizeof(*nl));
-		if (!nl) {
-			rc = send_reply(-1, ENOMEM, -1) < 0 ? 0 : 1;
+	struct handoff h = { RN_SHIMD_MAGIC, rq.flags & (RN_SHIMD_HAVE_OUT | RN_SHIMD_HAVE_IN) };
+	while (send_fds(s->ctl, &h, sizeof(h), fds, nfds) < 0) {
+		/* it died waiting (reaped later as a stray); the request is in its arena: take a new
+		 * shim and lay it out again there */
+		char *old = s->arena;
+		s->state = S_LEAVING;
+		struct shim *ns = shim_new();
+		if (!ns) {
+			rc = send_reply(-1, errno ? errno : EAGAIN, 0, -1) < 0 ? 0 : 1;
 			goto done;
 		}
-		g_live = nl;
-		g_caplive = cap;
+		s = ns;
+		memcpy(s->arena + off, old + off, rq.len + 1);
+		build_ctx(s->arena, s->arena + off, &rq);
+		s->used = off + rq.len + 1;
 	}
-	pid_t pid = -1;
-	int pidfd = -1;
-	if (g_spare.pid > 0 && spare_handoff(fds, nfds, rq.flags) == 0) {
-		pid = g_spare.pid;
-		pidfd = g_spare.pidfd;
-		g_spare.pid = -1; /* a live shim now */
-		g_spare.pidfd = -1;
-	} else {
-		/* no spare (or it is gone): fork a shim (it inherits mem, the spare's arena or ours) */
-		pid = fork_shim(&pidfd);
-		if (pid == 0)
-			rn_shim_main(c);
-		if (pid < 0) {
-			int e = errno;
-			spare_drop();
-			rc = send_reply(-1, e, -1) < 0 ? 0 : 1;
-			goto done;
-		}
-	}
-	spare_drop(); /* what is left of the spare we used (or of a dead one) */
-	g_live[g_nlive++] = (struct live){ pid, fds[0] };
-	fds[0] = -1; /* kept until the shim is reaped */
-	rc = send_reply(pid, 0, pidfd) < 0 ? 0 : 1;
-	close(pidfd);
+	s->state = S_BUSY;
+	s->id = g_next_id++;
+	if (g_next_id == 0)
+		g_next_id = 1;
+	s->status_w = fds[0];
+	fds[0] = -1; /* kept until the step is over */
+	rc = send_reply(s->pid, 0, s->id, s->pidfd) < 0 ? 0 : 1;
 done:
 	for (int i = 0; i < nfds; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
-	if (rc == 1)
-		spare_fork(); /* while the step starts */
+	/* the next step must not wait for a fork: have an idle shim ready (not on this step's path:
+	 * the reply is out, the step starting) */
+	if (rc == 1 && !idle_shim() && g_fork_failures < 3)
+		shim_new();
 	return rc;
 }
 
@@ -536,13 +580,12 @@ int main(int argc, char **argv)
 	close(self);
 	rn_shim_children_file();
 
-	spare_fork();
+	shim_new(); /* ready for the first step */
 	struct rn_shimd_hello h = { RN_SHIMD_MAGIC, RN_SHIMD_VERSION, sizeof(struct rn_shimd_request),
 				    sizeof(struct rn_shim_report) };
-	if (write_all(RN_SHIMD_FD, &h, sizeof(h)) < 0)
-		return 3;
+	int up = write_all(RN_SHIMD_FD, &h, sizeof(h)) == 0; /* else the runner is gone already */
 
-	for (;;) {
+	while (up) {
 		struct pollfd pf[2] = { { .fd = RN_SHIMD_FD, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
 		if (poll(pf, 2, -1) < 0) {
 			if (errno == EINTR)
@@ -561,17 +604,16 @@ int main(int argc, char **argv)
 
 	/* the runner is gone (or broke the protocol): every tree dies, then we go */
 	close(RN_SHIMD_FD);
-	pid_t spare = g_spare.pid;
-	g_spare.pid = -1; /* EOF on its socket ends it */
-	spare_drop();
-	g_spare.pid = spare;
-	for (size_t i = 0; i < g_nlive; i++)
-		kill(g_live[i].pid, SIGUSR1);
-	while ((g_nlive > 0 || g_spare.pid > 0) && reap(1) == 0) {
+	for (size_t i = 0; i < g_nshims; i++) {
+		if (g_shims[i].state == S_BUSY) /* it kills its tree and reports, then sees EOF */
+			kill(g_shims[i].pid, SIGUSR1);
+		if (g_shims[i].ctl >= 0)
+			shim_dismiss(&g_shims[i]);
+	}
+	while (g_nshims > 0 && reap(1) == 0) {
 	}
 	rn_shim_kill_strays(NULL, NULL);
 	close(sfd);
-	free(g_live);
-	free(g_buf);
+	free(g_shims);
 	return 0;
 }

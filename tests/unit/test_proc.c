@@ -43,7 +43,9 @@ static char g_marker[64];  /* argument of every long sleep: "4711.<our pid>" */
 static char g_menv[80];    /* "M=<marker>" */
 static char g_tmp[PATH_MAX];
 static char g_shim[PATH_MAX]; /* the runner-shim of this build */
-static int g_server;          /* this group's steps go through the fork server */
+static int g_group_server;    /* this group's steps go through the fork server */
+static int g_server;          /* what check_shim_parent expects (a test may change it) */
+static int g_check_parent;    /* check_shim_parent checks (a test may turn it off) */
 static const char *g_env[] = { "PATH=/usr/bin:/bin", "LC_ALL=C", g_menv, NULL };
 
 static int64_t now_ms(void)
@@ -55,18 +57,24 @@ static int64_t now_ms(void)
 
 static long stat_field(pid_t pid, int idx);
 
-/* The shim's parent is the fork server in the server group, this process otherwise (checked while
- * the shim is still there: a quick command's shim may be gone already). */
-static void check_shim_parent(pid_t shim)
+
+/* The shim's parent is the fork server in the server group, this process otherwise; with no
+ * server running before the step (server_before -1), the step is forked here (the second one
+ * starts the server). (Checked while the shim is still there: a quick command's shim may be gone
+ * already.) */
+static void check_shim_parent(pid_t shim, pid_t server_before)
 {
+	if (!g_check_parent)
+		return;
 	long ppid = stat_field(shim, 0);
 	if (ppid < 0)
 		return;
-	if (g_server) {
-		assert_true(rn_proc_server_pid() > 0);
-		assert_int_equal(ppid, rn_proc_server_pid());
+	if (g_server && server_before > 0) {
+		assert_int_equal(rn_proc_server_pid(), server_before);
+		assert_int_equal(ppid, server_before);
 	} else {
-		assert_int_equal(rn_proc_server_pid(), -1);
+		if (!g_server)
+			assert_int_equal(rn_proc_server_pid(), -1);
 		assert_int_equal(ppid, getpid());
 	}
 }
@@ -93,6 +101,7 @@ static void job_start(job *j, const char *const *argv, const char *const *envp, 
 	if (with_stdin)
 		assert_int_equal(pipe2(ip, O_CLOEXEC), 0);
 	rn_proc_opts o = { argv, envp, dir, op[1], ip[0], NULL };
+	pid_t server_before = rn_proc_server_pid();
 	int rc = rn_proc_start(&j->p, &o);
 	if (rc != 0)
 		fail_msg("rn_proc_start: %s", rn_error_last());
@@ -103,7 +112,7 @@ static void job_start(job *j, const char *const *argv, const char *const *envp, 
 	j->in_w = ip[1];
 	assert_true(j->p.pid > 0);
 	assert_true(j->p.status_fd >= 0);
-	check_shim_parent(j->p.pid);
+	check_shim_parent(j->p.pid, server_before);
 	assert_true(fcntl(j->p.status_fd, F_GETFL) & O_NONBLOCK);
 	assert_true(fcntl(j->p.status_fd, F_GETFD) & FD_CLOEXEC);
 }
@@ -345,23 +354,33 @@ static int children_of(pid_t pid, char *list, size_t cap)
 	return count;
 }
 
-/* After every test: nothing of any tree is left. The fork server may still be reaping the last
- * shim (it has written its report and is exiting): wait for that, then stop the server. */
+/* A child of the server (one of its shims) that still has a child of its own: a step's tree,
+ * or its command not reaped yet. */
+static pid_t shim_busy(pid_t server)
+{
+	char list[1024], sub[1024];
+	children_of(server, list, sizeof(list));
+	for (char *t = strtok(list, " \n"); t; t = strtok(NULL, " \n"))
+		if (children_of((pid_t)atoi(t), sub, sizeof(sub)) > 0)
+			return (pid_t)atoi(t);
+	return 0;
+}
+
+/* After every test: nothing of any tree is left. The fork server's shims are idle (no child):
+ * every step reported, so its tree is gone (a shim reports only then), and the pool is small.
+ * Then the server is stopped: it and its shims must all go. */
 static int check_clean(void **state)
 {
 	(void)state;
 	char list[1024];
 	pid_t server = rn_proc_server_pid();
 	if (server > 0) {
-		int64_t end = now_ms() + SAFETY_MS;
-		while (children_of(server, list, sizeof(list)) > 0 && now_ms() < end) {
-			struct timespec ts = { 0, 1000000 };
-			nanosleep(&ts, NULL);
-		}
-		if (children_of(server, list, sizeof(list)) > 0) {
+		pid_t busy = shim_busy(server);
+		int kids = children_of(server, list, sizeof(list));
+		if (busy || kids > 4) {
 			rn_proc_shutdown();
 			kill_leftovers();
-			fail_msg("the fork server kept children: %s", list);
+			fail_msg("the fork server's shims: %s (shim %d has children)", list, (int)busy);
 		}
 	}
 	rn_proc_shutdown();
@@ -750,6 +769,7 @@ static void test_runner_dies(void **state)
 	 * PR_SET_PDEATHSIG must take the whole tree down; with the fork server in between, the
 	 * server's PR_SET_PDEATHSIG(SIGKILL) kills it, and its death is the shim's PDEATHSIG. */
 	int op[2], info[2];
+	rn_proc_shutdown(); /* our own server: the child starts its own */
 	assert_int_equal(pipe2(op, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(info, O_CLOEXEC), 0);
 	pid_t runner = fork();
@@ -758,6 +778,13 @@ static void test_runner_dies(void **state)
 		const char *argv[] = { "/bin/sh", "-c",
 				       "setsid sleep $M & sleep $M & echo bg $!; wait", NULL };
 		rn_proc p;
+		/* two steps first (the second starts the fork server), so that this one goes through it */
+		const char *first[] = { "/bin/true", NULL };
+		rn_proc_opts o1 = { first, g_env, NULL, -1, -1, NULL };
+		rn_proc_result r1;
+		for (int k = 0; k < 2; k++)
+			if (rn_proc_start(&p, &o1) != 0 || rn_proc_finish(&p, &r1) != 0 || r1.status != 0)
+				_exit(1);
 		rn_proc_opts o = { argv, g_env, NULL, op[1], -1, NULL };
 		if (rn_proc_start(&p, &o) != 0)
 			_exit(1);
@@ -801,6 +828,40 @@ static void test_runner_dies(void **state)
 		assert_int_equal(waitpid(server, &st, 0), server);
 		assert_true(WIFSIGNALED(st));
 		assert_int_equal(WTERMSIG(st), SIGKILL);
+		/* so are its children: the shim, which kills its tree and exits, and the server's spare
+		 * shim, which exits when its socket to the server closes */
+		int others = 0, got_shim = 0;
+		char seen[512] = "";
+		for (;;) {
+			siginfo_t si;
+			memset(&si, 0, sizeof(si));
+			if (waitid(P_ALL, 0, &si, WEXITED | WNOWAIT) < 0)
+				break;
+			char fn[64], comm[64] = "?";
+			snprintf(fn, sizeof(fn), "/proc/%d/comm", (int)si.si_pid);
+			FILE *f = fopen(fn, "re");
+			if (f) {
+				if (!fgets(comm, sizeof(comm), f))
+					comm[0] = '\0';
+				fclose(f);
+				comm[strcspn(comm, "\n")] = '\0';
+			}
+			size_t used = strlen(seen);
+			snprintf(seen + used, sizeof(seen) - used, "%d:%s:%d:%d ", (int)si.si_pid, comm, si.si_code, si.si_status);
+			pid_t w = waitpid(si.si_pid, &st, 0);
+			assert_int_equal(w, si.si_pid);
+			if (w == shim)
+				got_shim = 1;
+			else
+				others++;
+			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+				fail_msg("re-parented process did not exit 0: %s", seen);
+		}
+		if (!got_shim || others > 1)
+			fail_msg("re-parented processes: %s (shim %d)", seen, (int)shim);
+		job_end(j);
+		assert_false(alive(bg));
+		return;
 	}
 	/* the output pipe reaches EOF when no process of the tree holds it any more */
 	job_end(j);
@@ -1116,8 +1177,121 @@ static void test_fork_server_killed_mid_step(void **state)
 	job_run(j, "echo again");
 	assert_int_equal(j->r.status, 0);
 	assert_string_equal(j->out, "again\n");
-	assert_true(rn_proc_server_pid() > 0);
-	assert_true(rn_proc_server_pid() != server);
+	pid_t again = rn_proc_server_pid();
+	assert_true(again > 0);
+	assert_true(again != server);
+	job_run(j, "echo third"); /* through the new server (check_shim_parent) */
+	assert_string_equal(j->out, "third\n");
+	assert_int_equal(rn_proc_server_pid(), again);
+}
+
+/* A run's first step is forked here and starts no server (a one-step run would only pay for
+ * it); the second starts it and is forked here too (its start-up would delay it); a step started
+ * while that one runs already goes through the server. */
+static void test_first_steps_forked_while_server_starts(void **state)
+{
+	(void)state;
+	rn_proc_shutdown();
+	assert_int_equal(rn_proc_server_pid(), -1);
+	job *a = &g_job, *b = &g_job2;
+	job_run(a, "echo zero");
+	assert_string_equal(a->out, "zero\n");
+	assert_int_equal(rn_proc_server_pid(), -1);
+	job_sh(a, "echo one; read go", 1);
+	job_expect(a, "one");
+	pid_t server = rn_proc_server_pid();
+	assert_true(server > 0);
+	assert_int_equal(stat_field(a->p.pid, 0), getpid());
+	job_sh(b, "echo two; read go", 1);
+	job_expect(b, "two");
+	assert_int_equal(stat_field(b->p.pid, 0), server);
+	job_send(b, "go\n");
+	job_end(b);
+	job_send(a, "go\n");
+	job_end(a);
+	assert_int_equal(a->r.status, 0);
+	assert_int_equal(b->r.status, 0);
+}
+
+/* The server's shims take one step after another; a signal meant for a step that had already
+ * reported (the runner's kill racing the step's end) must not reach the next one. */
+static void test_shim_takes_next_step_clean(void **state)
+{
+	(void)state;
+	job *a = &g_job, *b = &g_job2;
+	job_sh(a, "echo a-done", 0);
+	/* the report is written (the tree is gone); the runner has not read it yet */
+	struct pollfd pf = { .fd = a->p.status_fd, .events = POLLIN };
+	assert_int_equal(poll(&pf, 1, SAFETY_MS), 1);
+	rn_proc_term(&a->p);
+	rn_proc_kill(&a->p);
+	pid_t shim = a->p.pid;
+	job_end(a);
+	assert_int_equal(a->rc, 0);
+	assert_int_equal(a->r.status, 0);
+	assert_string_equal(a->out, "a-done\n");
+	/* the next step: the same shim (the server had one idle), not killed by the stale signals */
+	job_sh(b, "echo b-ready; read go; echo b-done", 1);
+	job_expect(b, "b-ready");
+	if (g_server)
+		assert_int_equal(b->p.pid, shim);
+	job_send(b, "go\n");
+	job_end(b);
+	assert_int_equal(b->rc, 0);
+	assert_int_equal(b->r.status, 0);
+	assert_int_equal(b->r.signal, 0);
+	assert_string_equal(b->out, "b-ready\nb-done\n");
+	/* and its rusage is its own: a busy loop before does not show up in a quick step after */
+	job_run(a, "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done");
+	double busy = a->r.user_s + a->r.sys_s;
+	assert_true(busy > 0.05);
+	job_run(a, "true");
+	assert_true(a->r.user_s + a->r.sys_s < busy / 2);
+}
+
+/* A large environment: 1 MiB in 1,000 variables goes through the server (a request of many
+ * socket buffers); 70,000 small variables exceed its limit (65,536 strings): forked here, and
+ * run. */
+static void test_large_environment(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	size_t n = 70000;
+	char **env = calloc(n + 2, sizeof(*env));
+	assert_non_null(env);
+	env[0] = strdup("PATH=/usr/bin:/bin");
+	for (size_t i = 1; i <= 1000; i++) {
+		env[i] = malloc(1100);
+		assert_non_null(env[i]);
+		int k = snprintf(env[i], 1100, "BIG%zu=", i);
+		memset(env[i] + k, 'a' + (int)(i % 26), 1023);
+		env[i][k + 1023] = '\0';
+	}
+	const char *argv[] = { "/bin/sh", "-c", "echo ${#BIG1000} ${BIG999%${BIG999#?}}", NULL };
+	job_start(j, argv, (const char *const *)env, NULL, 0);
+	job_end(j);
+	assert_int_equal(j->r.status, 0);
+	assert_string_equal(j->out, "1023 l\n");
+
+	for (size_t i = 1; i <= n; i++) { /* small ones only: execve takes 2 MiB at most here */
+		free(env[i]);
+		env[i] = malloc(16);
+		assert_non_null(env[i]);
+		snprintf(env[i], 16, "V%zu=x", i);
+	}
+	const char *argv2[] = { "/bin/sh", "-c", "echo $V70000; echo ready; read go", NULL };
+	g_check_parent = 0;
+	job_start(j, argv2, (const char *const *)env, NULL, 1);
+	job_expect(j, "ready");
+	assert_int_equal(stat_field(j->p.pid, 0), getpid());
+	job_send(j, "go\n");
+	job_end(j);
+	g_check_parent = 1;
+	assert_int_equal(j->r.status, 0);
+	assert_string_equal(j->out, "x\nready\n");
+	for (size_t i = 0; i <= n; i++)
+		free(env[i]);
+	free(env);
 }
 
 /* RUNNER_SHIM names a missing file, or a program that is no fork server: steps are forked here. */
@@ -1128,11 +1302,11 @@ static void test_fallback_without_fork_server(void **state)
 	const char *was = getenv("RUNNER_SHIM");
 	char saved[PATH_MAX];
 	snprintf(saved, sizeof(saved), "%s", was ? was : "");
-	int server = g_server;
-	g_server = 0; /* what check_shim_parent expects */
+	g_server = 0; /* what check_shim_parent expects (warm() sets it back) */
 
 	setenv("RUNNER_SHIM", "/nonexistent/runner-shim", 1);
 	rn_proc_shutdown();
+	job_run(j, "true"); /* the second step looks for the server */
 	job_sh(j, "echo ready; read go", 1);
 	job_expect(j, "ready");
 	assert_int_equal(rn_proc_server_pid(), -1);
@@ -1144,20 +1318,46 @@ static void test_fallback_without_fork_server(void **state)
 	assert_int_equal(j->rc, 0);
 	assert_int_equal(j->r.status, 0);
 
-	/* /bin/true exits without the hello: given up at once, and nothing is left of it */
+	/* /bin/true exits without the hello: the second step (forked here) starts it, the third
+	 * finds no hello and is forked here too; it is given up for good, nothing is left of it */
 	setenv("RUNNER_SHIM", "/bin/true", 1);
 	rn_proc_shutdown();
+	g_check_parent = 0;
+	job_run(j, "true");
 	job_run(j, "echo hi");
 	assert_int_equal(j->r.status, 0);
 	assert_string_equal(j->out, "hi\n");
-	assert_int_equal(rn_proc_server_pid(), -1);
-	assert_non_null(strstr(rn_proc_server_info(), "did not start"));
+	assert_true(rn_proc_server_pid() > 0);
 	job_run(j, "echo again");
 	assert_string_equal(j->out, "again\n");
+	assert_int_equal(rn_proc_server_pid(), -1);
+	assert_non_null(strstr(rn_proc_server_info(), "did not start"));
+	g_check_parent = 1;
+	job_sh(j, "echo ready; read go", 1);
+	job_expect(j, "ready");
+	assert_int_equal(stat_field(j->p.pid, 0), getpid());
+	job_send(j, "go\n");
+	job_end(j);
+	assert_int_equal(j->r.status, 0);
 
 	setenv("RUNNER_SHIM", saved, 1);
 	rn_proc_shutdown();
-	g_server = server;
+}
+
+/* Before each test of the server group: two steps (the second starts the fork server), so that
+ * the test's steps go through it. */
+static int warm(void **state)
+{
+	(void)state;
+	g_server = g_group_server;
+	g_check_parent = 1;
+	if (!g_server)
+		return 0;
+	job_run(&g_job, "true");
+	if (g_job.r.status != 0 || rn_proc_server_pid() != -1)
+		return -1; /* one step does not start it */
+	job_run(&g_job, "true");
+	return g_job.r.status == 0 && rn_proc_server_pid() > 0 ? 0 : -1;
 }
 
 static int setup(void **state)
@@ -1185,38 +1385,41 @@ static int teardown(void **state)
 int main(void)
 {
 #define COMMON_TESTS \
-		cmocka_unit_test_teardown(test_exit_codes, check_clean), \
-		cmocka_unit_test_teardown(test_killed_by_signal, check_clean), \
-		cmocka_unit_test_teardown(test_exec_failure, check_clean), \
-		cmocka_unit_test_teardown(test_script_without_shebang_and_relative_path, check_clean), \
-		cmocka_unit_test_teardown(test_output_captured, check_clean), \
-		cmocka_unit_test_teardown(test_stdin_is_dev_null, check_clean), \
-		cmocka_unit_test_teardown(test_only_stdio_inherited, check_clean), \
-		cmocka_unit_test_teardown(test_command_leads_its_session, check_clean), \
-		cmocka_unit_test_teardown(test_background_job_killed, check_clean), \
-		cmocka_unit_test_teardown(test_double_fork, check_clean), \
-		cmocka_unit_test_teardown(test_setsid_daemon, check_clean), \
-		cmocka_unit_test_teardown(test_double_forked_setsid_daemon, check_clean), \
-		cmocka_unit_test_teardown(test_term_ends_sleep_with_143, check_clean), \
-		cmocka_unit_test_teardown(test_term_reaches_stopped_process, check_clean), \
-		cmocka_unit_test_teardown(test_term_reaches_other_sessions, check_clean), \
-		cmocka_unit_test_teardown(test_term_ignored_then_kill, check_clean), \
-		cmocka_unit_test_teardown(test_step_kills_its_shim, check_clean), \
-		cmocka_unit_test_teardown(test_shim_crash_then_reap_strays, check_clean), \
-		cmocka_unit_test_teardown(test_runner_dies, check_clean), \
-		cmocka_unit_test_teardown(test_kill_races_a_spawner, check_clean), \
-		cmocka_unit_test_teardown(test_reap_strays_leaves_own_children, check_clean), \
-		cmocka_unit_test_teardown(test_rusage, check_clean), \
-		cmocka_unit_test_teardown(test_dir_and_env_exact, check_clean), \
-		cmocka_unit_test_teardown(test_signal_mask_and_dispositions_reset, check_clean), \
-		cmocka_unit_test_teardown(test_invalid_args, check_clean), \
-		cmocka_unit_test_teardown(test_parallel_steps_independent, check_clean), \
-		cmocka_unit_test_teardown(test_many_sequential, check_clean), \
-		cmocka_unit_test_teardown(test_fallback_without_fork_server, check_clean)
+		cmocka_unit_test_setup_teardown(test_exit_codes, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_killed_by_signal, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_exec_failure, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_script_without_shebang_and_relative_path, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_output_captured, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_stdin_is_dev_null, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_only_stdio_inherited, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_command_leads_its_session, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_background_job_killed, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_double_fork, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_setsid_daemon, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_double_forked_setsid_daemon, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_term_ends_sleep_with_143, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_term_reaches_stopped_process, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_term_reaches_other_sessions, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_term_ignored_then_kill, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_step_kills_its_shim, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_shim_crash_then_reap_strays, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_runner_dies, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_kill_races_a_spawner, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_reap_strays_leaves_own_children, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_rusage, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_dir_and_env_exact, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_signal_mask_and_dispositions_reset, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_invalid_args, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_parallel_steps_independent, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_many_sequential, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_shim_takes_next_step_clean, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_large_environment, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_fallback_without_fork_server, warm, check_clean)
 	const struct CMUnitTest server_tests[] = {
 		COMMON_TESTS,
-		cmocka_unit_test_teardown(test_fork_server_in_use, check_clean),
-		cmocka_unit_test_teardown(test_fork_server_killed_mid_step, check_clean),
+		cmocka_unit_test_setup_teardown(test_fork_server_in_use, warm, check_clean),
+		cmocka_unit_test_setup_teardown(test_fork_server_killed_mid_step, warm, check_clean),
+		cmocka_unit_test_setup_teardown(test_first_steps_forked_while_server_starts, warm, check_clean),
 	};
 	const struct CMUnitTest fork_tests[] = { COMMON_TESTS };
 #undef COMMON_TESTS
@@ -1233,10 +1436,10 @@ int main(void)
 		fprintf(stderr, "test_proc: %s: %s\n", g_shim, strerror(errno));
 		return 1;
 	}
-	g_server = 1;
+	g_group_server = 1;
 	setenv("RUNNER_SHIM", g_shim, 1);
 	int failed = cmocka_run_group_tests_name("proc, shims forked by runner-shim", server_tests, setup, teardown);
-	g_server = 0;
+	g_group_server = 0;
 	setenv("RUNNER_SHIM", "/nonexistent/runner-shim", 1);
 	rn_proc_shutdown();
 	failed += cmocka_run_group_tests_name("proc, shims forked by the runner", fork_tests, setup, teardown);
