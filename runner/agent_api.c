@@ -42,6 +42,15 @@ const char *rn_api_code(const json_t *answer)
 	return c ? c : "";
 }
 
+json_t *rn_api_answer_parse(const char *body, size_t len)
+{
+	json_t *a = json_loadb(body, len, 0, NULL);
+	if (json_is_object(a))
+		return a;
+	json_decref(a);
+	return NULL;
+}
+
 char *rn_api_escape(const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -122,13 +131,8 @@ int rn_api_do(const rn_api *api, const rn_api_call *c, rn_api_res *res)
 	int rc = c->file ? rn_http_upload_file(&req, &r) : rn_http_request(&req, &r);
 	res->status = r.status;
 	res->cancelled = r.cancelled;
-	if (r.body && r.body_len && !r.truncated) {
-		json_t *a = json_loadb(r.body, r.body_len, 0, NULL);
-		if (json_is_object(a))
-			res->answer = a;
-		else
-			json_decref(a);
-	}
+	if (r.body && r.body_len && !r.truncated)
+		res->answer = rn_api_answer_parse(r.body, r.body_len);
 	if (rc < 0 && res->answer && json_is_string(json_object_get(res->answer, "error")))
 		rn_error_set("%s %s: HTTP %ld: %s", c->method ? c->method : "POST", c->path, r.status,
 			     json_string_value(json_object_get(res->answer, "error")));

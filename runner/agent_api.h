@@ -59,6 +59,8 @@ int rn_api_download(const rn_api *api, const char *path, const char *dest, uint6
 /* The delay before retry `attempt` (1-based) of a failed call: "full jitter", a uniformly random
  * time in [0, min(cap, base * 2^(attempt-1))] milliseconds. */
 long rn_backoff_ms(int attempt, long base_ms, long cap_ms);
+/* The JSON object of an answer's body, or NULL when it is not one (caller frees). */
+json_t *rn_api_answer_parse(const char *body, size_t len);
 /* The "code" of an error answer ({"error", "code"}), or "" (static or borrowed from answer). */
 const char *rn_api_code(const json_t *answer);
 /* path with every character outside [A-Za-z0-9._~-] percent-encoded (for a path segment or a

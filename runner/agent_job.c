@@ -134,35 +134,106 @@ __attribute__((format(printf, 3, 4))) static void note(FILE *log, const rn_maske
 	free(text);
 }
 
-static int self_exe(char *buf, size_t size)
+/* Read and remove DIR/job.json (its text into *out, caller frees). */
+static int load_spec(char **out, size_t *len, const char *dir)
 {
-	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
-	if (n <= 0)
-		return rn_error_errno("/proc/self/exe");
-	buf[n] = '\0';
+	char *path = rn_xasprintf("%s/job.json", dir);
+	int rc = rn_read_file(out, len, path, SPEC_MAX);
+	if (rc == 0)
+		unlink(path);
+	free(path);
+	return rc;
+}
+
+/* ---- the spec ------------------------------------------------------------------------------ */
+
+void rn_jobspec_free(rn_jobspec *js)
+{
+	json_decref(js->spec);
+	rn_masker_free(js->masker);
+	rn_strv_free(js->env);
+	free(js->name);
+	free(js->repo);
+	free(js->rev);
+	free(js->file);
+	free(js->run_id);
+	memset(js, 0, sizeof(*js));
+}
+
+int rn_jobspec_parse(rn_jobspec *js, const char *text, size_t len)
+{
+	memset(js, 0, sizeof(*js));
+	js->masker = rn_masker_new();
+	json_error_t err;
+	js->spec = json_loadb(text, len, 0, &err);
+	if (!js->spec)
+		return rn_error_set("job spec: not JSON (%s at line %d)", err.text, err.line), RN_EINVALID;
+	if (!json_is_object(js->spec))
+		return rn_error_set("job spec: not a JSON object"), RN_EINVALID;
+	json_t *spec = js->spec;
+	/* secrets first: everything written from here on is masked */
+	json_t *secrets = json_object_get(spec, "secrets");
+	if (secrets && !json_is_object(secrets))
+		return rn_error_set("job spec: 'secrets' is not an object"), RN_EINVALID;
+	const char *key;
+	json_t *val;
+	json_object_foreach(secrets, key, val) {
+		if (!json_is_string(val))
+			return rn_error_set("secret %s: not a string", key), RN_EINVALID;
+		if (rn_masker_add(js->masker, json_string_value(val)) < 0)
+			return rn_error_set("secret %s: %s", key, rn_error_last()), RN_EINVALID;
+	}
+	js->name = spec_str(spec, "name");
+	js->repo = spec_str(spec, "repo");
+	js->rev = spec_str(spec, "sha");
+	if (!js->rev || !*js->rev) {
+		free(js->rev);
+		js->rev = spec_str(spec, "ref");
+	}
+	js->file = spec_str(spec, "file");
+	js->run_id = spec_str(spec, "run_id");
+	if (!js->run_id)
+		js->run_id = spec_str(spec, "pipeline");
+	if (!js->name || !*js->name || !js->repo || !*js->repo)
+		return rn_error_set("job spec: 'name' and 'repo' are required"), RN_EINVALID;
+	json_t *env_obj = json_object_get(spec, "env");
+	if (env_obj && !json_is_object(env_obj) && !json_is_null(env_obj))
+		return rn_error_set("job spec: 'env' is not an object"), RN_EINVALID;
+	js->env = rn_xcalloc(json_object_size(env_obj) + 1, sizeof(*js->env));
+	json_object_foreach(env_obj, key, val) {
+		if (json_is_string(val))
+			js->env[js->nenv++] = rn_xasprintf("%s=%s", key, json_string_value(val));
+	}
 	return 0;
 }
 
-/* Read and remove DIR/job.json. */
-static int load_spec(json_t **out, const char *dir)
+int rn_jobspec_workflow(const rn_jobspec *js, const char *workspace, rn_pipeline **p, rn_graph *g, rn_diags *d,
+			const rn_job **job)
 {
-	char *path = rn_xasprintf("%s/job.json", dir), *data = NULL;
-	size_t len = 0;
-	int rc = rn_read_file(&data, &len, path, SPEC_MAX);
-	if (rc == 0) {
-		json_error_t err;
-		*out = json_loadb(data, len, 0, &err);
-		if (!*out || !json_is_object(*out)) {
-			rc = rn_error_set("%s: not a JSON object (%s at line %d)", path, *out ? "" : err.text, err.line);
-			rc = RN_EINVALID;
-			json_decref(*out);
-			*out = NULL;
-		}
-		unlink(path);
+	*job = NULL;
+	const char *wf_name = js->file && *js->file ? js->file : ".pipeline.yml";
+	const json_t *wf = json_object_get(js->spec, "workflow");
+	d->file = wf_name;
+	int rc;
+	if (json_is_string(wf)) {
+		rc = rn_workflow_parse(p, wf_name, json_string_value(wf), json_string_length(wf), d);
+	} else {
+		char *path = rn_xasprintf("%s/%s", workspace, wf_name);
+		rc = rn_workflow_load(p, path, d);
+		free(path);
 	}
-	free(data);
-	free(path);
-	return rc;
+	if (rc == 0)
+		rc = rn_graph_build(g, *p, d);
+	if (rc < 0)
+		return rn_error_set("invalid workflow %s", wf_name), RN_EINVALID;
+	if (rn_graph_select_one(g, js->name) < 0)
+		return RN_EINVALID;
+	for (size_t i = 0; i < g->n; i++)
+		if (g->nodes[i].selected)
+			*job = g->nodes[i].job;
+	if (!*job)
+		return rn_error_set("no job instance named '%s'", js->name), RN_EINVALID;
+	return 0;
 }
 
 /* The git progress summary lines (captured in memory) into the log, masked. */
@@ -193,16 +264,18 @@ int rn_cmd_job(int argc, char **argv)
 		return EXIT_INFRA;
 	}
 	int exit_code = EXIT_INFRA;
-	json_t *spec = NULL, *env_obj, *outputs = NULL;
-	rn_masker *masker = rn_masker_new();
+	json_t *outputs = NULL;
+	rn_jobspec js;
+	memset(&js, 0, sizeof(js));
+	rn_masker *masker = NULL;
 	rn_diags d = RN_DIAGS_INIT(NULL);
 	rn_pipeline *p = NULL;
 	rn_graph g = { NULL, 0 };
 	char *log_path = rn_xasprintf("%s/log", dir), *events_path = rn_xasprintf("%s/events.jsonl", dir);
 	char *workspace = rn_xasprintf("%s/workspace", dir), *artifacts = rn_xasprintf("%s/artifacts", dir);
-	char *name = NULL, *run_id = NULL, *repo = NULL, *rev = NULL, *file = NULL, *fail_reason = NULL;
-	char **env = NULL;
-	size_t nenv = 0;
+	/* RUNNER_TEMP directories inside DIR: removed with it even when this process is killed */
+	char *temp_dir = rn_xasprintf("%s/tmp", dir);
+	char *fail_reason = NULL;
 	FILE *log = NULL, *events = NULL;
 	json_t *git = NULL;
 	const char *status = "failure";
@@ -217,64 +290,34 @@ int rn_cmd_job(int argc, char **argv)
 			close(lfd);
 		goto done;
 	}
-	int rc = load_spec(&spec, dir);
+	char *spec_text = NULL;
+	size_t spec_len = 0;
+	int rc = load_spec(&spec_text, &spec_len, dir);
 	if (rc < 0) {
 		fail_reason = rn_xasprintf("job spec: %s", rn_error_last());
 		note(log, NULL, "%s", fail_reason);
-		exit_code = rc == RN_EINVALID ? EXIT_USAGE : EXIT_INFRA;
+		exit_code = EXIT_INFRA;
 		goto done;
 	}
-	/* secrets first: everything written from here on is masked */
-	json_t *secrets = json_object_get(spec, "secrets");
-	if (secrets && !json_is_object(secrets)) {
-		fail_reason = rn_xstrdup("job spec: 'secrets' is not an object");
+	rc = rn_jobspec_parse(&js, spec_text, spec_len);
+	free(spec_text);
+	masker = js.masker;
+	if (rc < 0) {
+		fail_reason = rn_xstrdup(rn_error_last());
 		goto usage;
 	}
-	const char *key;
-	json_t *val;
-	json_object_foreach(secrets, key, val) {
-		if (!json_is_string(val) || rn_masker_add(masker, json_string_value(val)) < 0) {
-			fail_reason = rn_xasprintf("secret %s: %s", key,
-						   json_is_string(val) ? rn_error_last() : "not a string");
-			goto usage;
-		}
-	}
-	name = spec_str(spec, "name");
-	repo = spec_str(spec, "repo");
-	rev = spec_str(spec, "sha");
-	if (!rev || !*rev) {
-		free(rev);
-		rev = spec_str(spec, "ref");
-	}
-	file = spec_str(spec, "file");
-	run_id = spec_str(spec, "run_id");
-	if (!run_id)
-		run_id = spec_str(spec, "pipeline");
-	if (!name || !*name || !repo || !*repo) {
-		fail_reason = rn_xstrdup("job spec: 'name' and 'repo' are required");
-		goto usage;
-	}
-	env_obj = json_object_get(spec, "env");
-	if (env_obj && !json_is_object(env_obj) && !json_is_null(env_obj)) {
-		fail_reason = rn_xstrdup("job spec: 'env' is not an object");
-		goto usage;
-	}
-	env = rn_xcalloc(json_object_size(env_obj) + 1, sizeof(*env));
-	json_object_foreach(env_obj, key, val) {
-		if (json_is_string(val))
-			env[nenv++] = rn_xasprintf("%s=%s", key, json_string_value(val));
-	}
+	json_t *secrets = json_object_get(js.spec, "secrets");
 
 	/* the checkout, through the agent's mirror cache ($RUNNER_GIT_CACHE) */
-	char *shown = rn_git_redact_url(repo);
-	note(log, masker, "checkout of %s at %s", shown, rev && *rev ? rev : "HEAD");
+	char *shown = rn_git_redact_url(js.repo);
+	note(log, masker, "checkout of %s at %s", shown, js.rev && *js.rev ? js.rev : "HEAD");
 	free(shown);
 	char *progress = NULL;
 	size_t plen = 0;
 	FILE *pout = open_memstream(&progress, &plen);
 	rn_git_opts go = { .progress = pout ? RN_GIT_PROGRESS_SUMMARY : RN_GIT_PROGRESS_NONE, .progress_out = pout };
 	rn_git_result gr;
-	rc = rn_git_checkout(repo, rev, workspace, &go, &gr);
+	rc = rn_git_checkout(js.repo, js.rev, workspace, &go, &gr);
 	if (pout) {
 		fclose(pout);
 		copy_masked(log, masker, progress, plen);
@@ -286,40 +329,22 @@ int rn_cmd_job(int argc, char **argv)
 		exit_code = EXIT_INFRA;
 		goto done;
 	}
-	git = json_object_get(spec, "git");
+	git = json_object_get(js.spec, "git");
 	if (json_is_object(git))
 		json_incref(git);
 	else
 		git = json_pack("{s:s, s:s, s:s}", "sha", gr.sha, "ref", gr.ref, "branch", gr.branch);
 
 	/* the workflow: the spec's text (what the server validated), else the file of the commit */
-	const char *wf_name = file && *file ? file : ".pipeline.yml";
-	const json_t *wf = json_object_get(spec, "workflow");
-	d.file = wf_name;
-	if (json_is_string(wf)) {
-		rc = rn_workflow_parse(&p, wf_name, json_string_value(wf), json_string_length(wf), &d);
-	} else {
-		char *path = rn_xasprintf("%s/%s", workspace, wf_name);
-		rc = rn_workflow_load(&p, path, &d);
-		free(path);
-	}
-	if (rc == 0)
-		rc = rn_graph_build(&g, p, &d);
+	const rn_job *job = NULL;
+	rc = rn_jobspec_workflow(&js, workspace, &p, &g, &d, &job);
 	rn_diags_print(&d, log);
 	fflush(log);
 	if (rc < 0) {
-		fail_reason = rn_xasprintf("invalid workflow %s", wf_name);
+		fail_reason = rn_xstrdup(rn_error_last());
 		goto usage;
 	}
-	if (rn_graph_select_one(&g, name) < 0) {
-		fail_reason = rn_xasprintf("%s", rn_error_last());
-		goto usage;
-	}
-	const rn_job *job = NULL;
-	for (size_t i = 0; i < g.n; i++)
-		if (g.nodes[i].selected)
-			job = g.nodes[i].job;
-	if (rn_mkdir_p(artifacts, 0755) < 0 || self_exe(exe, sizeof(exe)) < 0) {
+	if (rn_mkdir_p(artifacts, 0755) < 0 || rn_mkdir_p(temp_dir, 0700) < 0 || rn_self_exe(exe, sizeof(exe)) < 0) {
 		fail_reason = rn_xstrdup(rn_error_last());
 		note(log, masker, "%s", fail_reason);
 		goto done;
@@ -340,23 +365,24 @@ int rn_cmd_job(int argc, char **argv)
 	}
 	rs.base.event = result_event;
 	rs.base.close = result_close;
-	rs.job = name;
+	rs.job = js.name;
 	rn_runrec_init(&rs.run, masker);
 	sinks[0] = rn_joblog_sink_new(log, masker);
 	sinks[1] = rn_nooutput_sink_new(rn_json_sink_new(events, masker));
 	sinks[2] = &rs.base;
 
-	json_t *needs = json_object_get(spec, "needs");
+	json_t *needs = json_object_get(js.spec, "needs");
 	rn_engine_opts eo = {
 		.pipeline = p,
 		.graph = &g,
 		.parallel = 1,
 		.workspace = workspace,
 		.artifacts_dir = artifacts,
-		.run_id = run_id ? run_id : "0",
+		.temp_dir = temp_dir,
+		.run_id = js.run_id ? js.run_id : "0",
 		.self_exe = exe,
-		.extra_env = (const char *const *)env,
-		.nextra_env = nenv,
+		.extra_env = (const char *const *)js.env,
+		.nextra_env = js.nenv,
 		.secrets = secrets,
 		.masker = masker,
 		.git = git,
@@ -423,20 +449,14 @@ done:
 	rn_graph_free(&g);
 	rn_pipeline_free(p);
 	rn_diags_free(&d);
-	rn_masker_free(masker);
-	json_decref(spec);
+	rn_jobspec_free(&js);
 	json_decref(git);
 	json_decref(outputs);
-	rn_strv_free(env);
 	free(log_path);
 	free(events_path);
 	free(workspace);
+	free(temp_dir);
 	free(artifacts);
-	free(name);
-	free(run_id);
-	free(repo);
-	free(rev);
-	free(file);
 	free(fail_reason);
 	return exit_code;
 }

@@ -379,6 +379,32 @@ static void save_offset(rn_ajob *j)
 
 enum { IO_DONE = 0, IO_RETRY = 1, IO_GONE = -1 };
 
+uint64_t rn_ajob_log_next(int ok, long status, const json_t *answer, uint64_t off, size_t sent, uint64_t size)
+{
+	json_t *o = json_object_get(answer, "offset");
+	uint64_t server = json_is_integer(o) && json_integer_value(o) >= 0 ? (uint64_t)json_integer_value(o) : UINT64_MAX;
+	if (!ok && !(status == 409 && server != UINT64_MAX))
+		return UINT64_MAX;
+	/* the server's length: where the next append starts (a 409 means a gap: resend from there;
+	 * a length past what we have cannot be ours, so never skip ahead) */
+	if (server == UINT64_MAX)
+		server = off + (uint64_t)sent;
+	return server <= size ? server : size;
+}
+
+int rn_ajob_assignment(const json_t *answer, const char **lease, json_t **spec, long *ttl_ms)
+{
+	*lease = json_string_value(json_object_get(answer, "lease"));
+	*spec = json_object_get(answer, "job");
+	json_int_t t = json_integer_value(json_object_get(answer, "lease_ttl_ms"));
+	*ttl_ms = t >= 1000 && t <= INT64_C(86400000) ? (long)t : 30000;
+	if (!rn_ajob_lease_ok(*lease))
+		return rn_error_set("an assignment with an unusable lease id"), RN_EINVALID;
+	if (!json_is_object(*spec))
+		return rn_error_set("an assignment with no job"), RN_EINVALID;
+	return 0;
+}
+
 /* Ship DIR/log from the server's offset up to the file's size. */
 static int ship_log(rn_ajob *j)
 {
@@ -412,17 +438,11 @@ static int ship_log(rn_ajob *j)
 		rn_api_res res;
 		int rc = lease_call(j, "POST", suffix, &c, &res);
 		free(buf);
-		json_t *off = json_object_get(res.answer, "offset");
-		uint64_t server = json_is_integer(off) && json_integer_value(off) >= 0 ? (uint64_t)json_integer_value(off)
-										   : UINT64_MAX;
+		uint64_t before = j->log_off;
+		uint64_t next = rn_ajob_log_next(rc == 0, res.status, res.answer, before, (size_t)got, size);
 		json_decref(res.answer);
-		if (rc == 0 || (res.status == 409 && server != UINT64_MAX)) {
-			/* the server's length: where the next append starts (a 409 means a gap: resend
-			 * from there; a length past what we have cannot be ours, so never skip ahead) */
-			uint64_t before = j->log_off;
-			if (server == UINT64_MAX)
-				server = j->log_off + (uint64_t)got;
-			j->log_off = server <= size ? server : size;
+		if (next != UINT64_MAX) {
+			j->log_off = next;
 			if (j->log_off > before)
 				atomic_fetch_add(&stats.log_bytes, j->log_off - before);
 			save_offset(j);

@@ -37,6 +37,13 @@ typedef struct rn_ajob_stats {
 
 /* 1 if lease can name a directory: [A-Za-z0-9_-], 1 to 128 characters. */
 int rn_ajob_lease_ok(const char *lease);
+/* Where the log goes on after an append of sent bytes at off (ok: the call succeeded with status,
+ * answer its JSON or NULL) with size bytes on disk: the server's length, never past size;
+ * UINT64_MAX when the answer does not say (a failure: retry or give up). */
+uint64_t rn_ajob_log_next(int ok, long status, const json_t *answer, uint64_t off, size_t sent, uint64_t size);
+/* Check an ASSIGNMENT answer of a poll: *lease and *spec (borrowed from answer), *ttl_ms (30 s
+ * when absent or unusable). RN_EINVALID with rn_error_last() when it is not one. */
+int rn_ajob_assignment(const json_t *answer, const char **lease, json_t **spec, long *ttl_ms);
 /* Take an acknowledged lease: create jobs_dir/LEASE (RN_EINVALID if it exists: a lease never runs
  * twice), write job.json (mode 0600) from spec and start the supervisor thread. *out is owned
  * by the caller (rn_ajob_free); spec is referenced, not copied. */

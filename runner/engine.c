@@ -737,7 +737,7 @@ static char *temp_get(engine *e)
 	if (e->ntmp_pool)
 		return e->tmp_pool[--e->ntmp_pool];
 	char tmpl[PATH_MAX];
-	const char *tmp = getenv("TMPDIR");
+	const char *tmp = e->o->temp_dir ? e->o->temp_dir : getenv("TMPDIR");
 	snprintf(tmpl, sizeof(tmpl), "%s/runner-job-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(tmpl)) {
 		rn_error_errno("cannot create RUNNER_TEMP in %s", tmp && *tmp ? tmp : "/tmp");

@@ -39,6 +39,9 @@ typedef struct rn_engine_opts {
 	                                * job: from the server), borrowed; NULL: none */
 	int decided;                   /* 1: selected jobs run without re-evaluating `if:` and needs (the
 	                                * coordinator decided that they run) */
+	const char *temp_dir;          /* where RUNNER_TEMP directories are made; NULL: $TMPDIR or /tmp
+	                                * (an agent's job: inside its job directory, removed with it
+	                                * even when the job is killed) */
 } rn_engine_opts;
 
 typedef struct rn_engine_result {
