@@ -307,7 +307,7 @@ static int step_start(engine *e, jobrun *j)
 	const rn_step_kind *kind = rn_step_kind_find(st->kind);
 	rn_expr_env ee;
 	char **argv = NULL, **envp = NULL;
-	char *script = NULL, *workdir = NULL, *dir = NULL, *name = NULL;
+	char *script = NULL, *workdir = NULL, *dir = NULL, *name = NULL, *visible = NULL;
 	json_t *with = NULL, *rawwith = NULL;
 	int pipefd[2] = { -1, -1 };
 	int rc = 0;
@@ -359,6 +359,7 @@ static int step_start(engine *e, jobrun *j)
 		.script = script,
 		.with = with,
 		.index = (int)j->step,
+		.visible = &visible,
 	};
 	if ((rc = kind->command(&argv, &sc)) < 0)
 		goto done;
@@ -395,7 +396,7 @@ static int step_start(engine *e, jobrun *j)
 		if (settings.enabled < 0)
 			settings.enabled = 1;
 		rn_sandbox_paths paths = { .workspace = e->o->workspace, .temp = j->temp_dir, .self_exe = e->o->self_exe,
-					   .cwd = NULL, .hostname = NULL };
+					   .visible = visible, .cwd = NULL, .hostname = NULL };
 		if (rn_sandbox_plan_new(&s->sandbox, &settings, e->o->sandbox_caps, &paths) < 0) {
 			if (settings.pos.line)
 				rc = rn_error_set("%s:%d:%d: %s", e->o->pipeline->file, settings.pos.line, settings.pos.col,
@@ -448,6 +449,7 @@ static int step_start(engine *e, jobrun *j)
 	j->cur = s;
 	s = NULL;
 done:
+	free(visible);
 	if (rc < 0 && s) {
 		/* the step could not start: report it as a failed attempt */
 		const char *why = rn_error_last();

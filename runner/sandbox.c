@@ -1153,6 +1153,8 @@ static int plan_mounts(rn_sandbox_plan *p, const rn_sandbox *s, const rn_sandbox
 		rc = plan_keep(k, &nk, *e, 1, 1, "path");
 	if (rc == 0)
 		rc = plan_keep(k, &nk, paths->self_exe ? paths->self_exe : "/proc/self/exe", 0, 0, "runner binary");
+	if (rc == 0 && paths->visible)
+		rc = plan_keep(k, &nk, paths->visible, 0, 0, "step plugin");
 	if (rc < 0)
 		goto out;
 

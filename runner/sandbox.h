@@ -73,6 +73,8 @@ typedef struct rn_sandbox_paths {
 	const char *temp;              /* RUNNER_TEMP (NULL: none); stays writable */
 	const char *self_exe;          /* the runner binary (NULL: /proc/self/exe); stays visible */
 	const char *const *extra;      /* NULL-terminated list (or NULL): more writable paths */
+	const char *visible;           /* a path to keep visible read-only (NULL: none), e.g. a plugin's
+	                                * directory under /tmp */
 	const char *cwd;               /* the shim's cwd to re-resolve after the mounts (NULL: getcwd) */
 	const char *hostname;          /* NULL: "runner" */
 } rn_sandbox_paths;

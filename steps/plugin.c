@@ -67,6 +67,10 @@ static int command(char ***argv, const rn_step_ctx *ctx)
 	json_object_set_new(in, "id", json_is_string(id) ? json_incref((json_t *)id) : json_null());
 	json_object_set_new(in, "index", json_integer(ctx->index));
 	json_object_set_new(in, "inputs", json_is_object(inputs) ? json_incref((json_t *)inputs) : json_object());
+	/* the plugin's directory stays visible in the sandbox (a private /tmp would hide a plugin
+	 * kept under /tmp, say in a CI checkout) */
+	if (ctx->visible && path && strrchr(path, '/') && strrchr(path, '/') != path)
+		*ctx->visible = rn_xstrndup(path, (size_t)(strrchr(path, '/') - path));
 	free(path);
 	rc = rn_step_self_command_input(argv, ctx, "plugin", in);
 	json_decref(in);

@@ -22,6 +22,9 @@ typedef struct rn_step_ctx {
 	const char *script;    /* run: the script after expression expansion */
 	json_t *with;          /* the kind's parameters after expression expansion */
 	int index;             /* the step's index in the job (for file names) */
+	char **visible;        /* out (may be NULL): command() may set *visible to a malloc'd path
+	                        * the step must see read-only inside the sandbox (a plugin's
+	                        * directory); the caller frees it */
 } rn_step_ctx;
 
 typedef struct rn_step_kind {

@@ -281,7 +281,7 @@ static int run_argv(const rn_sandbox *s, const rn_sandbox_caps *caps, const char
 {
 	memset(o, 0, sizeof(*o));
 	o->status = -1;
-	rn_sandbox_paths paths = { ws, g_temp, exe ? exe : g_self, NULL, NULL, NULL };
+	rn_sandbox_paths paths = { ws, g_temp, exe ? exe : g_self, NULL, NULL, NULL, NULL };
 	rn_sandbox_plan *p = NULL;
 	int rc = rn_sandbox_plan_new(&p, s, caps, &paths);
 	if (rc < 0)
@@ -476,7 +476,7 @@ static void test_probe(void **state)
 static void test_plan_errors(void **state)
 {
 	(void)state;
-	rn_sandbox_paths paths = { g_ws, g_temp, g_self, NULL, NULL, NULL };
+	rn_sandbox_paths paths = { g_ws, g_temp, g_self, NULL, NULL, NULL, NULL };
 	rn_sandbox_plan *p = (rn_sandbox_plan *)(uintptr_t)1;
 	rn_sandbox s = on();
 
@@ -545,7 +545,7 @@ static void test_plan_errors(void **state)
 	rn_sandbox_plan_free(p);
 
 	/* a workspace that does not exist */
-	rn_sandbox_paths bad = { "/nonexistent/rnsb", NULL, NULL, NULL, NULL, NULL };
+	rn_sandbox_paths bad = { "/nonexistent/rnsb", NULL, NULL, NULL, NULL, NULL, NULL };
 	s = on();
 	assert_true(rn_sandbox_plan_new(&p, &s, &g_caps, &bad) < 0);
 	assert_non_null(strstr(rn_error_last(), "workspace"));
@@ -894,7 +894,7 @@ static double bench(const rn_sandbox *s, int n)
 {
 	char *argv[] = { "/bin/true", NULL };
 	char *envp[] = { "PATH=/usr/bin:/bin", NULL };
-	rn_sandbox_paths paths = { g_ws, g_temp, g_self, NULL, NULL, NULL };
+	rn_sandbox_paths paths = { g_ws, g_temp, g_self, NULL, NULL, NULL, NULL };
 	double t0 = now_s();
 	for (int i = 0; i < n; i++) {
 		rn_sandbox_plan *p = NULL;
