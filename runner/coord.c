@@ -7,6 +7,8 @@
 #include "git.h"
 #include "gitread.h"
 #include "graph.h"
+#include "mask.h"
+#include "notify.h"
 #include "util.h"
 #include "workflow.h"
 
@@ -32,6 +34,16 @@
 /* An agent counts as connected this long after it was last seen. */
 #define AGENT_SEEN_MS 90000
 
+/* The `notify:` sink of a live pipeline that has notify entries (pipelines without any have
+ * none). Kept outside the model cache: it lives until the pipeline is final. */
+typedef struct note {
+	struct note *next;
+	int64_t id;
+	rn_sink *sink;   /* NULL until the first event after a restart (made lazily) */
+	int tried;       /* making the sink was tried (it stays NULL if that failed) */
+	int started;     /* RUN_STARTED was sent (or the pipeline had started before a restart) */
+} note;
+
 typedef struct model {
 	int64_t id; /* 0: free slot */
 	rn_pipeline *p;
@@ -56,6 +68,9 @@ struct rn_coord {
 	int ticker_started;
 	model cache[MODEL_CACHE];
 	uint64_t clock;
+	note *notes;       /* live pipelines with `notify:` entries */
+	rn_masker *masker; /* the server's secrets, for the notify sinks */
+	char *base_url;    /* for the logs URL of notifications, or NULL */
 };
 
 /* ---- small helpers ---- */
@@ -338,6 +353,8 @@ typedef struct pset {
 	char *dirty;
 	int pdirty;
 	model *m;
+	rn_jstate *was; /* the jobs' states when loaded (what changed is notified after the commit) */
+	rn_pstate pwas;
 } pset;
 
 static int pset_load(rn_coord *c, int64_t id, pset *ps)
@@ -349,6 +366,10 @@ static int pset_load(rn_coord *c, int64_t id, pset *ps)
 	if (rc < 0)
 		return rc;
 	ps->dirty = rn_xcalloc(ps->n + 1, 1);
+	ps->was = rn_xcalloc(ps->n + 1, sizeof(*ps->was));
+	ps->pwas = ps->p.state;
+	for (size_t i = 0; i < ps->n; i++)
+		ps->was[i] = ps->v[i].state;
 	for (size_t i = 0; i < ps->n; i++) {
 		if (ps->v[i].n != (int)i + 1) {
 			rn_error_set("pipeline %lld: job %zu missing", (long long)id, i + 1);
@@ -363,6 +384,7 @@ static void pset_free(pset *ps)
 	rn_store_pipeline_clear(&ps->p);
 	rn_store_jobs_free(ps->v, ps->n);
 	free(ps->dirty);
+	free(ps->was);
 	memset(ps, 0, sizeof(*ps));
 }
 
@@ -383,6 +405,175 @@ static int pset_save(rn_coord *c, pset *ps)
 		ps->pdirty = 0;
 	}
 	return 0;
+}
+
+/* ---- notify: the status webhooks of live pipelines (notify.h) ----
+ * Events go to a pipeline's sink after the transaction that made the change committed, with the
+ * lock held (one thread at a time); the sink only queues, its own thread POSTs. */
+
+static int pstate_final(rn_pstate s)
+{
+	return s == RN_PS_SUCCESS || s == RN_PS_FAILURE || s == RN_PS_CANCELLED;
+}
+
+static note *note_find(rn_coord *c, int64_t id)
+{
+	for (note *e = c->notes; e; e = e->next)
+		if (e->id == id)
+			return e;
+	return NULL;
+}
+
+static note *note_add(rn_coord *c, int64_t id, int started)
+{
+	note *e = rn_xcalloc(1, sizeof(*e));
+	e->id = id;
+	e->started = started;
+	e->next = c->notes;
+	c->notes = e;
+	return e;
+}
+
+/* Close the sink of pipeline id (its thread delivers what is queued on its own) and forget it. */
+static void note_drop(rn_coord *c, int64_t id)
+{
+	for (note **pp = &c->notes; *pp; pp = &(*pp)->next) {
+		if ((*pp)->id != id)
+			continue;
+		note *e = *pp;
+		*pp = e->next;
+		if (e->sink)
+			e->sink->close(e->sink);
+		free(e);
+		return;
+	}
+}
+
+/* The sink of e, made on first use from the pipeline's row p (NULL: read from the store) and its
+ * workflow (from the model cache, or parsed again); NULL if it cannot be made (said once on
+ * stderr). */
+static rn_sink *note_sink(rn_coord *c, note *e, const rn_store_pipeline *p)
+{
+	if (e->sink || e->tried)
+		return e->sink;
+	e->tried = 1;
+	rn_store_pipeline row = { 0 };
+	if (!p) {
+		if (rn_store_pipeline_get(c->store, e->id, &row) < 0) {
+			fprintf(stderr, "runner serve: notify: pipeline %lld: %s\n", (long long)e->id, rn_error_last());
+			return NULL;
+		}
+		p = &row;
+	}
+	int cached = 0;
+	for (size_t i = 0; i < MODEL_CACHE; i++)
+		cached |= c->cache[i].id == p->id;
+	int evict = pstate_final(p->state) && !cached;
+	model *m = model_get(c, p);
+	if (!m) {
+		fprintf(stderr, "runner serve: notify: %s\n", rn_error_last());
+		rn_store_pipeline_clear(&row);
+		return NULL;
+	}
+	char id[32];
+	snprintf(id, sizeof(id), "%lld", (long long)p->id);
+	char *repo = p->repo ? rn_git_redact_url(p->repo) : NULL;
+	char *logs = c->base_url ? rn_xasprintf("%s/pipelines/%s", c->base_url, id) : NULL;
+	json_t *info = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?}", "id", id, "name", p->name, "sha", p->sha, "ref",
+				 p->ref, "repo", repo, "logs_url", logs);
+	json_t *ctx = json_pack("{s:O, s:O*}", "secrets", c->secrets, "git", json_is_object(p->git) ? p->git : NULL);
+	rn_notify_opts no = { .drain_ms = -1 }; /* close() returns at once; the thread finishes alone */
+	e->sink = rn_notify_sink_new(m->p, c->masker, info, ctx, &no);
+	json_decref(info);
+	json_decref(ctx);
+	free(repo);
+	free(logs);
+	if (evict)
+		model_evict(c, p->id); /* parsed again only for this: a final pipeline needs no model */
+	rn_store_pipeline_clear(&row);
+	return e->sink;
+}
+
+/* A job event: started (its agent acknowledged it) or finished (a final state). */
+static void note_job(rn_coord *c, const rn_store_pipeline *p, const rn_store_job *j, int finished)
+{
+	note *e = note_find(c, j->pipeline);
+	rn_sink *s = e ? note_sink(c, e, p) : NULL;
+	if (!s)
+		return;
+	char run_id[32];
+	snprintf(run_id, sizeof(run_id), "%lld", (long long)j->pipeline);
+	rn_event ev = {
+		.type = finished ? RN_EV_JOB_FINISHED : RN_EV_JOB_STARTED,
+		.run_id = run_id,
+		.pipeline = p ? p->name : NULL,
+		.job = j->name,
+		.job_id = j->job,
+		.step_index = -1,
+		.attempt = j->attempt,
+		.max_attempts = c->max_attempts,
+		.status = finished ? js_status(j->state) : RN_ST_RUNNING,
+		.continue_on_error = finished && js_failed(j->state) && j->continue_on_error,
+		.exit_code = -1,
+		.reason = finished ? j->reason : NULL,
+		.started_ms = j->started_ms,
+		.duration_ms = finished && j->started_ms && j->finished_ms > j->started_ms ? j->finished_ms - j->started_ms : 0,
+	};
+	s->event(s, &ev);
+}
+
+/* The pipeline runs (its first job was handed out): RUN_STARTED, once. */
+static void note_run_started(rn_coord *c, const rn_store_pipeline *p)
+{
+	note *e = note_find(c, p->id);
+	if (!e || e->started)
+		return;
+	e->started = 1;
+	rn_sink *s = note_sink(c, e, p);
+	if (!s)
+		return;
+	char run_id[32];
+	snprintf(run_id, sizeof(run_id), "%lld", (long long)p->id);
+	rn_event ev = { .type = RN_EV_RUN_STARTED, .run_id = run_id, .pipeline = p->name, .step_index = -1,
+			.started_ms = p->started_ms ? p->started_ms : rn_wall_ms() };
+	s->event(s, &ev);
+}
+
+/* The pipeline is final: RUN_FINISHED, then its sink is closed. */
+static void note_run_finished(rn_coord *c, const rn_store_pipeline *p)
+{
+	note *e = note_find(c, p->id);
+	if (!e)
+		return;
+	rn_sink *s = note_sink(c, e, p);
+	if (s) {
+		char run_id[32];
+		snprintf(run_id, sizeof(run_id), "%lld", (long long)p->id);
+		rn_event ev = {
+			.type = RN_EV_RUN_FINISHED,
+			.run_id = run_id,
+			.pipeline = p->name,
+			.step_index = -1,
+			.status = p->state == RN_PS_SUCCESS ? RN_ST_SUCCESS
+				  : p->state == RN_PS_FAILURE ? RN_ST_FAILURE : RN_ST_CANCELLED,
+			.started_ms = p->started_ms,
+			.duration_ms = p->started_ms && p->finished_ms > p->started_ms ? p->finished_ms - p->started_ms : 0,
+		};
+		s->event(s, &ev);
+	}
+	note_drop(c, p->id);
+}
+
+/* After a committed change of ps: its jobs that became final, then the pipeline if it did. */
+static void note_pset(rn_coord *c, const pset *ps)
+{
+	if (!c->notes || !ps->was || !note_find(c, ps->p.id))
+		return;
+	for (size_t i = 0; i < ps->n; i++)
+		if (!rn_jstate_final(ps->was[i]) && rn_jstate_final(ps->v[i].state))
+			note_job(c, &ps->p, &ps->v[i], 1);
+	if (!pstate_final(ps->pwas) && pstate_final(ps->p.state))
+		note_run_finished(c, &ps->p);
 }
 
 /* Steps left pending or running when a job ends without its agent saying so. */
@@ -560,7 +751,7 @@ static void advance(rn_coord *c, pset *ps, int64_t now)
 	}
 }
 
-/* Save, commit and wake the waiters; rolls back on failure. */
+/* Save, commit, wake the waiters and notify what changed; rolls back on failure. */
 static int commit(rn_coord *c, pset *ps)
 {
 	int rc = ps ? pset_save(c, ps) : 0;
@@ -569,6 +760,8 @@ static int commit(rn_coord *c, pset *ps)
 	else
 		rn_store_rollback(c->store);
 	wake(c);
+	if (rc == 0 && ps)
+		note_pset(c, ps);
 	return rc;
 }
 
@@ -619,6 +812,9 @@ static int recover(rn_coord *c)
 			advance(c, &ps, now);
 			rc = pset_save(c, &ps);
 		}
+		/* its notify sink is made again at its next event (what happened meanwhile is lost) */
+		if (rc == 0 && !pstate_final(ps.p.state) && ps.m && ps.m->p->nnotify > 0)
+			note_add(c, ps.p.id, ps.p.started_ms != 0);
 		pset_free(&ps);
 	}
 	free(ids);
@@ -651,6 +847,12 @@ int rn_coord_open(rn_coord **out, const rn_coord_opts *o)
 	c->max_artifact = o->max_artifact_size > 0 ? o->max_artifact_size : (int64_t)1 << 30;
 	c->secrets = o->secrets ? json_incref(o->secrets) : json_object();
 	c->metrics = o->metrics;
+	c->masker = rn_masker_new();
+	const char *sname;
+	json_t *sval;
+	json_object_foreach(c->secrets, sname, sval)
+		if (json_is_string(sval))
+			rn_masker_add(c->masker, json_string_value(sval));
 	int rc = 0;
 	const char *dirs[] = { c->git_dir, c->logs_dir, c->art_dir };
 	for (size_t i = 0; rc == 0 && i < RN_ARRAY_LEN(dirs); i++)
@@ -672,6 +874,13 @@ int rn_coord_open(rn_coord **out, const rn_coord_opts *o)
 	c->ticker_started = 1;
 	*out = c;
 	return 0;
+}
+
+void rn_coord_set_base_url(rn_coord *c, const char *url)
+{
+	lock(c);
+	set_str(&c->base_url, url);
+	unlock(c);
 }
 
 void rn_coord_stop(rn_coord *c)
@@ -700,6 +909,10 @@ void rn_coord_close(rn_coord *c)
 		pthread_join(c->ticker, NULL);
 	for (size_t i = 0; i < MODEL_CACHE; i++)
 		model_drop(&c->cache[i]);
+	while (c->notes)
+		note_drop(c, c->notes->id); /* live pipelines: their threads deliver what is queued */
+	rn_masker_free(c->masker);
+	free(c->base_url);
 	rn_store_close(c->store);
 	json_decref(c->secrets);
 	free(c->data_dir);
@@ -879,6 +1092,8 @@ int rn_coord_pipeline_create(rn_coord *c, const rn_coord_submit *s, json_t **out
 	if (rc == 0) {
 		pset ps;
 		rc = pset_load(c, rec.id, &ps);
+		if (rc == 0 && wp->nnotify > 0)
+			note_add(c, rec.id, 0); /* its sink (and thread) comes with its first event */
 		if (rc == 0) {
 			ps.m = model_put(c, rec.id, wp, &g);
 			wp = NULL;
@@ -896,6 +1111,7 @@ int rn_coord_pipeline_create(rn_coord *c, const rn_coord_submit *s, json_t **out
 	}
 	if (rc < 0) {
 		model_evict(c, rec.id);
+		note_drop(c, rec.id);
 		rc = RN_ERROR;
 	}
 	unlock(c);
@@ -1328,6 +1544,7 @@ static int try_assign(rn_coord *c, const rn_store_agent *a, json_t **assignment)
 	else
 		rn_store_rollback(c->store);
 	if (rc == 0) {
+		note_run_started(c, &p);
 		rn_metrics_observe(c->metrics, RN_M_QUEUE_WAIT, (double)(now - j.queued_ms) / 1000.0);
 		*assignment = json_pack("{s:s, s:I, s:o}", "lease", lease, "lease_ttl_ms", (json_int_t)c->ttl_ms, "job",
 					jobspec(c, &p, &j));
@@ -1421,9 +1638,11 @@ int rn_coord_ack(rn_coord *c, const char *lease, int64_t agent_id, json_t **out)
 	lock(c);
 	int rc = lease_begin(c, lease, agent_id, &j);
 	if (rc == 0) {
-		activate(c, &j, now);
+		int started = activate(c, &j, now);
 		j.lease_expires_ms = now + c->ttl_ms;
 		rc = lease_commit(c, &j, 1);
+		if (rc == 0 && started)
+			note_job(c, NULL, &j, 0);
 	}
 	unlock(c);
 	rn_store_job_clear(&j);
@@ -1439,10 +1658,12 @@ static int renew(rn_coord *c, const char *lease, int64_t agent_id, int *cancel)
 	int64_t now = rn_wall_ms();
 	int rc = lease_begin(c, lease, agent_id, &j);
 	if (rc == 0) {
-		activate(c, &j, now);
+		int started = activate(c, &j, now);
 		j.lease_expires_ms = now + c->ttl_ms;
 		*cancel = j.cancel;
 		rc = lease_commit(c, &j, 1);
+		if (rc == 0 && started)
+			note_job(c, NULL, &j, 0);
 	}
 	rn_store_job_clear(&j);
 	return rc;
@@ -1519,6 +1740,8 @@ int rn_coord_log_append(rn_coord *c, const char *lease, int64_t agent_id, int64_
 	if (fd >= 0)
 		close(fd);
 	int rc2 = lease_commit(c, &j, dirty);
+	if (rc2 == 0 && dirty)
+		note_job(c, NULL, &j, 0);
 	unlock(c);
 	rn_store_job_clear(&j);
 	free(dir);
@@ -1540,8 +1763,9 @@ int rn_coord_steps(rn_coord *c, const char *lease, int64_t agent_id, json_t *ste
 	int64_t now = rn_wall_ms();
 	lock(c);
 	int rc = lease_begin(c, lease, agent_id, &j);
+	int started = 0;
 	if (rc == 0) {
-		activate(c, &j, now);
+		started = activate(c, &j, now);
 		size_t k;
 		json_t *s;
 		json_array_foreach(steps, k, s) {
@@ -1556,6 +1780,8 @@ int rn_coord_steps(rn_coord *c, const char *lease, int64_t agent_id, json_t *ste
 		}
 		*cancel = j.cancel;
 		rc = lease_commit(c, &j, 1);
+		if (rc == 0 && started)
+			note_job(c, NULL, &j, 0);
 	}
 	unlock(c);
 	rn_store_job_clear(&j);
@@ -1629,9 +1855,9 @@ int rn_coord_finish(rn_coord *c, const char *lease, int64_t agent_id, rn_jstate 
 	model *m = rc == 0 ? model_get(c, &p) : NULL;
 	if (m && m->g.n <= (size_t)j.n - 1)
 		m = NULL;
+	pset ps = { 0 };
 	if (rc == 0 && finish_decides(c, &p, m, &j)) {
 		/* the whole pipeline: fail-fast, decisions, its state */
-		pset ps;
 		rc = pset_load(c, j.pipeline, &ps);
 		if (rc == 0) {
 			ps.m = m;
@@ -1639,13 +1865,18 @@ int rn_coord_finish(rn_coord *c, const char *lease, int64_t agent_id, rn_jstate 
 			advance(c, &ps, now);
 			rc = pset_save(c, &ps);
 		}
-		pset_free(&ps);
 	}
 	if (rc == 0)
 		rc = rn_store_commit(c->store);
 	else
 		rn_store_rollback(c->store);
 	wake(c);
+	if (rc == 0) {
+		/* this job, then what it decided (ps.was has it final already) */
+		note_job(c, &p, &j, 1);
+		note_pset(c, &ps);
+	}
+	pset_free(&ps);
 	unlock(c);
 	if (rc == 0)
 		*out = job_json(&j);
@@ -1773,6 +2004,8 @@ int rn_coord_upload_begin(rn_coord *c, const char *lease, int64_t agent_id, cons
 			rc = lease_commit(c, &j, dirty);
 		else
 			rn_store_rollback(c->store);
+		if (rc == 0 && dirty)
+			note_job(c, NULL, &j, 0);
 	}
 	unlock(c);
 	rn_store_job_clear(&j);

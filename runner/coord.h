@@ -4,7 +4,8 @@
  *
  * State lives in the store (store.h, DATA/runner.db) and in files under the data directory
  * (logs/PIPELINE/N.ATTEMPT.log, artifacts/PIPELINE/NAME.FORMAT); nothing grows in memory with
- * the number of jobs (the parsed workflows of a few live pipelines are cached). Every function
+ * the number of jobs (the parsed workflows of a few live pipelines are cached; a live pipeline
+ * with `notify:` entries has a notify sink, notify.h, closed when it is final). Every function
  * is thread-safe: one mutex guards the store, and a condition variable wakes the long-polls
  * (an agent's poll, a heartbeat waiting for a cancel, a log tail) on every state change. A
  * background thread expires leases every second.
@@ -40,6 +41,9 @@ typedef struct rn_coord_opts {
  * and start the lease-expiry thread. Free with rn_coord_close. RN_EIO when the data directory or
  * the database cannot be used. */
 int rn_coord_open(rn_coord **out, const rn_coord_opts *o);
+/* The server's base URL ("http://HOST:PORT", copied), for the logs URL of `notify:` webhooks
+ * (BASE/pipelines/ID); until it is set notifications carry no URL. */
+void rn_coord_set_base_url(rn_coord *c, const char *url);
 /* Shutting down: wake every long-poll (they answer at once) and make new ones return at once. */
 void rn_coord_stop(rn_coord *c);
 /* 1 once rn_coord_stop was called. */

@@ -377,6 +377,8 @@ static void sink_event(rn_sink *base, const rn_event *ev)
 	notify_sink *s = (notify_sink *)base;
 	if (ev->type == RN_EV_RUN_STARTED)
 		s->run_started_ms = ev->started_ms > 0 ? ev->started_ms : rn_wall_ms();
+	else if (ev->type == RN_EV_RUN_FINISHED && !s->run_started_ms && ev->started_ms > 0)
+		s->run_started_ms = ev->started_ms; /* a sink made after a restart missed the start */
 	const char *state = rn_notify_state(ev);
 	if (!state)
 		return;

@@ -47,6 +47,8 @@ const char rn_cmd_serve_help[] =
 	"  --max-connections N       connections served at once, each with its own thread (default 512)\n"
 	"  --secret-file FILE        secrets for jobs (dotenv); RUNNER_SECRET_<NAME> variables too\n"
 	"  --public-status           the HTML status page at / needs no token\n"
+	"  --public-url URL          the server's address as others reach it (http:// or https://), for\n"
+	"                            the links in notify: webhooks (default: the listening address)\n"
 	"environment:\n"
 	"  RUNNER_ADMIN_TOKEN, RUNNER_REGISTRATION_TOKEN  the tokens; when unset they are generated\n"
 	"                            once into DATA/tokens (mode 0600)\n";
@@ -59,6 +61,7 @@ typedef struct serve_opts {
 	int max_connections;
 	const char *secret_file;
 	int public_status;
+	const char *public_url;
 } serve_opts;
 
 __attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
@@ -74,7 +77,7 @@ __attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
 
 static int parse_opts(serve_opts *o, int argc, char **argv)
 {
-	enum { O_LISTEN = 256, O_DATA, O_TTL, O_ACK, O_ATTEMPTS, O_ARTSIZE, O_CONNS, O_SECRETS, O_PUBLIC };
+	enum { O_LISTEN = 256, O_DATA, O_TTL, O_ACK, O_ATTEMPTS, O_ARTSIZE, O_CONNS, O_SECRETS, O_PUBLIC, O_URL };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, O_LISTEN },
 		{ "data", required_argument, NULL, O_DATA },
@@ -85,6 +88,7 @@ static int parse_opts(serve_opts *o, int argc, char **argv)
 		{ "max-connections", required_argument, NULL, O_CONNS },
 		{ "secret-file", required_argument, NULL, O_SECRETS },
 		{ "public-status", no_argument, NULL, O_PUBLIC },
+		{ "public-url", required_argument, NULL, O_URL },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (serve_opts){ .listen = "127.0.0.1:8080", .data = "./runner-data", .lease_ttl_ms = 30000,
@@ -129,6 +133,14 @@ static int parse_opts(serve_opts *o, int argc, char **argv)
 		case O_PUBLIC:
 			o->public_status = 1;
 			break;
+		case O_URL: {
+			size_t len = strlen(optarg);
+			if ((!rn_startswith(optarg, "http://") && !rn_startswith(optarg, "https://")) || len > 2048 ||
+			    strpbrk(optarg, " \t\r\n?#"))
+				return usage("--public-url %s: expected an http:// or https:// URL without query", optarg);
+			o->public_url = optarg;
+			break;
+		}
 		default:
 			return usage("unknown option %s", argv[optind - 1]);
 		}
@@ -428,6 +440,16 @@ int rn_cmd_serve(int argc, char **argv)
 	}
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	url = rn_xasprintf("http://%s:%u", la.host, info ? (unsigned)info->port : 0);
+	if (o.public_url) {
+		/* the links of notify: webhooks; without a trailing slash */
+		char *pub = rn_xstrdup(o.public_url);
+		for (size_t n = strlen(pub); n > 0 && pub[n - 1] == '/'; n--)
+			pub[n - 1] = '\0';
+		rn_coord_set_base_url(coord, pub);
+		free(pub);
+	} else {
+		rn_coord_set_base_url(coord, url);
+	}
 	address_path = rn_xasprintf("%s/address", o.data);
 	char *line = rn_xasprintf("%s\n", url);
 	rc = write_atomic(address_path, line, 0644);
