@@ -1041,36 +1041,61 @@ static void latest_targets(const char *dir, json_t *keep, int depth)
 	closedir(d);
 }
 
+/* Queued entries and runs, newest first. */
+static int cmp_runs(const void *a, const void *b)
+{
+	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	json_int_t qx = json_integer_value(json_object_get(x, "queued_ms"));
+	json_int_t qy = json_integer_value(json_object_get(y, "queued_ms"));
+	if (qx != qy)
+		return qx < qy ? 1 : -1;
+	return strcmp(jstr(y, "run_id"), jstr(x, "run_id"));
+}
+
 /* Remove finished runs past the newest runner.keep (never one a latest link points at), and
- * start a new hook.log when it has grown past HOOK_LOG_MAX. */
+ * start a new hook.log when it has grown past HOOK_LOG_MAX. Runs are ordered by the time they
+ * were queued, not by id: two runs of one second have ids in random order. */
 static void prune(const settings *s)
 {
 	struct dirent **list = NULL;
-	int n = scandir(s->state, &list, is_run_dir, alphasort);
+	int nd = scandir(s->state, &list, is_run_dir, alphasort);
+	json_t **runs = NULL;
+	size_t n = 0, cap = 0;
+	for (int i = 0; i < nd; i++) {
+		char *rj = state_path(s, "%s/run.json", list[i]->d_name);
+		json_t *r = read_json(rj);
+		free(rj);
+		if (r && strcmp(jstr(r, "run_id"), list[i]->d_name) == 0) {
+			rn_grow(&runs, &cap, n + 1, sizeof(*runs));
+			runs[n++] = r;
+		} else {
+			json_decref(r);
+		}
+		free(list[i]);
+	}
+	free(list);
+	if (n > 1)
+		qsort(runs, n, sizeof(*runs), cmp_runs); /* newest first */
 	json_t *keep = json_object();
 	char *latest = state_path(s, "latest");
 	latest_targets(latest, keep, 0);
 	free(latest);
 	int kept = 0;
-	for (int i = n - 1; i >= 0; i--) { /* newest first: run ids start with the time */
-		const char *id = list[i]->d_name;
-		char *dir = rn_xasprintf("%s/%s", s->state, id), *rj = rn_xasprintf("%s/run.json", dir);
-		json_t *r = read_json(rj);
-		const char *st = r ? jstr(r, "status") : "";
-		int finished = r && strcmp(st, "running") != 0;
-		if (finished && kept >= s->keep && !json_object_get(keep, id)) {
-			if (rn_rm_rf(dir) == 0)
-				hook_log(s, "%s: removed (runner.keep = %d)", id, s->keep);
-		} else if (finished) {
-			kept++;
+	for (size_t i = 0; i < n; i++) {
+		const char *id = jstr(runs[i], "run_id");
+		if (strcmp(jstr(runs[i], "status"), "running") != 0) {
+			char *dir = state_path(s, "%s", id);
+			if (kept >= s->keep && !json_object_get(keep, id)) {
+				if (rn_rm_rf(dir) == 0)
+					hook_log(s, "%s: removed (runner.keep = %d)", id, s->keep);
+			} else {
+				kept++;
+			}
+			free(dir);
 		}
-		json_decref(r);
-		free(rj);
-		free(dir);
+		json_decref(runs[i]);
 	}
-	for (int i = 0; i < n; i++)
-		free(list[i]);
-	free(list);
+	free(runs);
 	json_decref(keep);
 	char *log = state_path(s, "hook.log"), *old = state_path(s, "hook.log.1");
 	struct stat st;
@@ -1387,16 +1412,6 @@ static int is_run_dir(const struct dirent *e)
 	return e->d_name[0] >= '0' && e->d_name[0] <= '9';
 }
 
-/* Queued entries and runs, newest first. */
-static int cmp_runs(const void *a, const void *b)
-{
-	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-	json_int_t qx = json_integer_value(json_object_get(x, "queued_ms"));
-	json_int_t qy = json_integer_value(json_object_get(y, "queued_ms"));
-	if (qx != qy)
-		return qx < qy ? 1 : -1;
-	return strcmp(jstr(y, "run_id"), jstr(x, "run_id"));
-}
 
 /* REF as a full ref: "main" -> refs/heads/main, a tag name -> refs/tags/..., refs/... as is. */
 static char *full_ref(const char *git_dir, const char *ref)

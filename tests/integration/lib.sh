@@ -365,13 +365,20 @@ run_all() {
 			echo "ok $num - $name"
 		else
 			_nfail=$((_nfail + 1))
-			echo "not ok $num - $name"
-			local d
-			for d in "${_diag[@]}"; do
-				printf '%s\n' "$d" | cut -c 1-400 | sed 's/^/# /'
-			done
-			_show "$T/out"
-			_show "$T/err"
+			# The diagnostics go to stdout (TAP) and to stderr: a TAP harness shows only
+			# stderr of a failed test, and a CI log must say why it failed.
+			local report
+			report=$(
+				echo "not ok $num - $name"
+				local d
+				for d in "${_diag[@]}"; do
+					printf '%s\n' "$d" | cut -c 1-400 | sed 's/^/# /'
+				done
+				_show "$T/out"
+				_show "$T/err"
+			)
+			printf '%s\n' "$report"
+			printf '%s\n' "$report" >&2
 		fi
 		echo "# ($((ms / 1000)).$(printf %03d $((ms % 1000))) s)"
 		[ -n "${RNIT_KEEP:-}" ] || rm -rf "$T"
