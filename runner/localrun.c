@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,54 @@ int rn_local_sandbox_info(void)
 	return EXIT_OK;
 }
 
+/* The git.* contexts, read on a thread of their own: libgit2's initialisation parses the
+ * system's CA certificates (about 4 ms), which then overlaps reading the workflow and, with the
+ * sandbox, probing the kernel. */
+typedef struct describe_job {
+	pthread_t thread;
+	int joinable; /* the thread runs or ended and is not joined yet */
+	const char *workspace;
+	json_t *git; /* the result, owned */
+	int rc;
+	char err[1024];
+} describe_job;
+
+static void *describe_main(void *arg)
+{
+	describe_job *j = arg;
+	j->rc = rn_git_describe(&j->git, j->workspace);
+	if (j->rc < 0)
+		snprintf(j->err, sizeof(j->err), "%s", rn_error_last());
+	return NULL;
+}
+
+/* Start describing workspace's repository (borrowed until describe_wait); without a thread,
+ * describe_wait does it. */
+static void describe_start(describe_job *j, const char *workspace)
+{
+	sigset_t all, old;
+	j->workspace = workspace;
+	sigfillset(&all);
+	/* every signal blocked on the thread: they stay for the engine's signalfd */
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	j->joinable = pthread_create(&j->thread, NULL, describe_main, j) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* The describe result: 0 with *git (owned by the caller), or <0 with rn_error_last(). */
+static int describe_wait(describe_job *j, json_t **git)
+{
+	if (j->joinable) {
+		pthread_join(j->thread, NULL);
+		j->joinable = 0;
+	} else {
+		describe_main(j);
+	}
+	*git = j->git;
+	j->git = NULL;
+	return j->rc < 0 ? rn_error_set("%s", j->err) : 0;
+}
+
 int rn_local_run(const rn_local_opts *o)
 {
 	int exit_code = EXIT_OK;
@@ -135,6 +184,11 @@ int rn_local_run(const rn_local_opts *o)
 	rn_sandbox_caps caps;
 	size_t nsinks = 0;
 	FILE *console = o->json ? stderr : stdout;
+	describe_job dj = { 0 };
+	int have_ws = realpath(o->workdir ? o->workdir : ".", workspace) != NULL;
+	int ws_errno = errno;
+	if (have_ws && !o->dry_run)
+		describe_start(&dj, workspace);
 
 	/* step plugins: found and checked now (a missing one is an invalid workflow), and found
 	 * again where each plugin step starts */
@@ -161,13 +215,21 @@ int rn_local_run(const rn_local_opts *o)
 		dry_run(&g, stdout);
 		goto done;
 	}
-	if (!realpath(o->workdir ? o->workdir : ".", workspace)) {
-		fprintf(stderr, "runner run: workspace %s: %s\n", o->workdir ? o->workdir : ".", strerror(errno));
+	if (!have_ws) {
+		fprintf(stderr, "runner run: workspace %s: %s\n", o->workdir ? o->workdir : ".", strerror(ws_errno));
 		exit_code = EXIT_INFRA;
 		goto done;
 	}
+	/* what the kernel lets the sandbox do, once per run */
+	if (!o->no_sandbox) {
+		if (rn_sandbox_probe(&caps) < 0) {
+			fprintf(stderr, "runner run: sandbox: %s\n", rn_error_last());
+			exit_code = EXIT_INFRA;
+			goto done;
+		}
+	}
 	/* git.* contexts come from the working tree's repository ({} outside one) */
-	if (rn_git_describe(&git, workspace) < 0) {
+	if (describe_wait(&dj, &git) < 0) {
 		fprintf(stderr, "runner run: %s\n", rn_error_last());
 		exit_code = EXIT_INFRA;
 		goto done;
@@ -196,14 +258,6 @@ int rn_local_run(const rn_local_opts *o)
 		fprintf(stderr, "runner run: %s\n", rn_error_last());
 		exit_code = EXIT_INFRA;
 		goto done;
-	}
-	/* what the kernel lets the sandbox do, once per run */
-	if (!o->no_sandbox) {
-		if (rn_sandbox_probe(&caps) < 0) {
-			fprintf(stderr, "runner run: sandbox: %s\n", rn_error_last());
-			exit_code = EXIT_INFRA;
-			goto done;
-		}
 	}
 	int tty = isatty(fileno(console));
 	int color = o->color != 0 && tty && !getenv("NO_COLOR");
@@ -273,6 +327,9 @@ done:
 	rn_diags_free(&d);
 	rn_masker_free(masker);
 	json_decref(secrets);
+	if (dj.joinable)
+		pthread_join(dj.thread, NULL);
+	json_decref(dj.git);
 	json_decref(git);
 	if (clean) {
 		rn_rm_rf(clean);

@@ -1,14 +1,12 @@
 /* main.c - the command line: parse arguments, call the library, map results to exit codes.
  * Exit codes (every command): 0 success, 1 a job failed, 2 usage or invalid workflow,
  * 3 infrastructure error, 130/143 interrupted by SIGINT/SIGTERM. */
-#include "agent.h"
 #include "agent_job.h"
-#include "client.h"
 #include "diag.h"
 #include "hook.h"
 #include "plugin.h"
-#include "server.h"
 #include "error.h"
+#include "ext.h"
 #include "graph.h"
 #include "localrun.h"
 #include "step.h"
@@ -44,11 +42,16 @@ __attribute__((format(printf, 2, 3))) static int usage_error(const command *c, c
 	return EXIT_USAGE;
 }
 
-static void print_help(FILE *out, const command *c)
+/* The command's usage, summary and options; EXIT_OK, or EXIT_INFRA when its options are in
+ * runner-ext.so and that cannot be loaded. */
+static int print_help(FILE *out, const command *c)
 {
 	fprintf(out, "usage: runner %s\n\n%s\n", c->usage, c->summary);
-	if (c->help && *c->help)
-		fprintf(out, "\n%s", c->help);
+	/* the commands in runner-ext.so have their help there */
+	const char *help = c->fn == rn_ext_run_command ? rn_ext_command_help(c->name) : c->help;
+	if (help && *help)
+		fprintf(out, "\n%s", help);
+	return c->fn == rn_ext_run_command && !help ? EXIT_INFRA : EXIT_OK;
 }
 
 /* Handles --help / -h for commands that take no other options; returns -1 to go on. */
@@ -58,8 +61,7 @@ static int wants_help(const command *c, int argc, char **argv)
 		if (strcmp(argv[i], "--") == 0)
 			break;
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			print_help(stdout, c);
-			return EXIT_OK;
+			return print_help(stdout, c);
 		}
 	}
 	return -1;
@@ -84,8 +86,7 @@ static int cmd_help(int argc, char **argv)
 			fprintf(stderr, "runner help: unknown command '%s'\n", argv[1]);
 			return EXIT_USAGE;
 		}
-		print_help(stdout, c);
-		return EXIT_OK;
+		return print_help(stdout, c);
 	}
 	print_commands(stdout);
 	return EXIT_OK;
@@ -117,8 +118,7 @@ static int cmd_validate(int argc, char **argv)
 		}
 		free(plugin_dirs);
 		if (ch == 'h') {
-			print_help(stdout, c);
-			return EXIT_OK;
+			return print_help(stdout, c);
 		}
 		return usage_error(c, "unknown option %s", argv[optind - 1]);
 	}
@@ -374,18 +374,18 @@ static const command commands[] = {
 	  "options:\n"
 	  "  -f, --format FMT   text (default), dot (Graphviz) or mermaid\n"
 	  "      --job ID       only ID (a job or a matrix instance) and what it needs; repeatable\n" },
-	{ "serve", rn_cmd_serve, "serve [--listen ADDR:PORT] [--data DIR] [OPTIONS]",
-	  "The coordinator: job queue, agents, logs, artifacts, status over HTTP.", rn_cmd_serve_help },
-	{ "agent", rn_cmd_agent, "agent --server URL --token TOKEN [OPTIONS]",
-	  "A self-hosted agent: polls the server, runs jobs, uploads logs and artifacts.", rn_cmd_agent_help },
-	{ "submit", rn_cmd_submit, "submit [--server URL] [--token T] [--repo R] [--ref REF] [--file F] [--wait]",
-	  "Queue a pipeline on a server; --wait follows it to the end.", rn_cmd_submit_help },
-	{ "status", rn_cmd_status, "status [--server URL] [--token T] [--json] [ID]",
-	  "Show pipelines, or one pipeline or job, on a server.", rn_cmd_status_help },
-	{ "logs", rn_cmd_logs, "logs [--server URL] [--token T] [-f] JOB_OR_PIPELINE_ID",
-	  "Print the logs of a job or of every job of a pipeline.", rn_cmd_logs_help },
-	{ "cancel", rn_cmd_cancel, "cancel [--server URL] [--token T] ID",
-	  "Cancel a pipeline or a job on a server.", rn_cmd_cancel_help },
+	{ "serve", rn_ext_run_command, "serve [--listen ADDR:PORT] [--data DIR] [OPTIONS]",
+	  "The coordinator: job queue, agents, logs, artifacts, status over HTTP.", NULL },
+	{ "agent", rn_ext_run_command, "agent --server URL --token TOKEN [OPTIONS]",
+	  "A self-hosted agent: polls the server, runs jobs, uploads logs and artifacts.", NULL },
+	{ "submit", rn_ext_run_command, "submit [--server URL] [--token T] [--repo R] [--ref REF] [--file F] [--wait]",
+	  "Queue a pipeline on a server; --wait follows it to the end.", NULL },
+	{ "status", rn_ext_run_command, "status [--server URL] [--token T] [--json] [ID]",
+	  "Show pipelines, or one pipeline or job, on a server.", NULL },
+	{ "logs", rn_ext_run_command, "logs [--server URL] [--token T] [-f] JOB_OR_PIPELINE_ID",
+	  "Print the logs of a job or of every job of a pipeline.", NULL },
+	{ "cancel", rn_ext_run_command, "cancel [--server URL] [--token T] ID",
+	  "Cancel a pipeline or a job on a server.", NULL },
 	{ "hook", rn_cmd_hook, "hook post-receive | hook install GIT_DIR [OPTIONS] | hook status GIT_DIR [REF]",
 	  "The git post-receive hook: run or queue the pipeline on push.", rn_cmd_hook_help },
 	{ "plugins", rn_cmd_plugins, "plugins list [--plugin-dir DIR]...",
@@ -431,7 +431,10 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	/* --help of the commands that live in their own modules (the others parse it themselves) */
-	if (c->help && c->fn != cmd_run && c->fn != cmd_graph && wants_help(c, argc - 1, argv + 1) >= 0)
-		return EXIT_OK;
+	if ((c->help || c->fn == rn_ext_run_command) && c->fn != cmd_run && c->fn != cmd_graph) {
+		int rc = wants_help(c, argc - 1, argv + 1);
+		if (rc >= 0)
+			return rc;
+	}
 	return c->fn(argc - 1, argv + 1);
 }

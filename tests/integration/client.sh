@@ -658,6 +658,24 @@ EOF
 	no_leftover "$SLEEPER"
 }
 
+# runner-ext.so (runner/ext.h) holds the client commands: without it they fail with a clear
+# message and exit 3, while `runner run` of a plain workflow never needs it.
+t_ext_missing() {
+	RUNNER_EXT=$T/missing.so run status --server http://127.0.0.1:9
+	expect_rc 3
+	expect_grep "cannot load the runner's extension: .*missing.so" "$T/err"
+	RUNNER_EXT=$T/missing.so run submit --help
+	expect_rc 3
+	printf 'jobs:\n  a:\n    steps:\n      - run: echo plain-run-ok\n' >"$T/p.yml"
+	RUNNER_EXT=$T/missing.so run run --no-sandbox --no-color p.yml
+	expect_rc 0
+	expect_grep "plain-run-ok" "$T/out"
+	printf 'not an ELF file\n' >"$T/bad.so"
+	RUNNER_EXT=$T/bad.so run logs x
+	expect_rc 3
+	expect_grep "cannot load the runner's extension: .*bad.so" "$T/err"
+}
+
 add "usage errors" t_usage
 add "unreachable server: exit 3, URL without credentials" t_unreachable
 add "wrong token and a token of the wrong kind: exit 2" t_bad_token
@@ -673,5 +691,6 @@ add "agents: submit --wait to the end, status, logs of a job and a pipeline" t_r
 add "agents: logs -f streams while the job runs" t_logs_follow_streams
 add "agents: a 3 MiB log in several answers, in bounded memory" t_big_log_streamed
 add "agents: cancel a running job" t_cancel_running
+add "without runner-ext.so: client commands exit 3 with a message, runner run works" t_ext_missing
 
 run_all
