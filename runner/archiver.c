@@ -532,7 +532,7 @@ static int write_fail(struct archive *w, const char *name)
 		return refuse(name, msg); /* libarchive's own security refusals land here */
 	char shown[256];
 	printable(shown, sizeof(shown), name);
-	rn_error_set("extract '%s': %s", shown, msg);
+	rn_error_set("extract '%s': %s: %s", shown, msg, strerror(err));
 	return RN_EIO;
 }
 
@@ -692,7 +692,9 @@ int rn_archive_extract_limit(const char *archive_path, const char *dest_dir, uin
 				rc = RN_ETOOBIG;
 				goto done;
 			}
-			if (archive_write_data_block(w, buf, size, off) < ARCHIVE_WARN) {
+			/* ARCHIVE_WARN here is a failed write(2) (ENOSPC, EIO, EINTR...) or data past
+			 * the entry's size: the block is not on disk, never take the file for whole */
+			if (archive_write_data_block(w, buf, size, off) != ARCHIVE_OK) {
 				rc = write_fail(w, name);
 				goto done;
 			}

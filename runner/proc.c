@@ -677,11 +677,17 @@ static void server_done(const rn_proc *p)
 	rq.magic = RN_SHIMD_DONE;
 	rq.pid = p->pid;
 	rq.id = p->step;
-	ssize_t k;
-	do
-		k = send(g_srv.sock, &rq, sizeof(rq), MSG_NOSIGNAL);
-	while (k < 0 && errno == EINTR);
-	/* a failure means the server is gone: the next request finds that out */
+	/* the whole request, or the server is out of step with us: a short send is resumed; an
+	 * error means the server is gone, which the next request finds out */
+	size_t sent = 0;
+	while (sent < sizeof(rq)) {
+		ssize_t k = send(g_srv.sock, (const char *)&rq + sent, sizeof(rq) - sent, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return;
+		sent += (size_t)k;
+	}
 }
 
 /* A shim started by the fork server is the server's child, unless the server died: then it was
