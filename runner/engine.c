@@ -431,6 +431,7 @@ static int step_start(engine *e, jobrun *j)
 		.out_fd = pipefd[1],
 		.in_fd = -1,
 		.sandbox = s->sandbox,
+		.async_start = 1, /* the loop goes on while the command is exec'd (collect) */
 	};
 	rc = rn_proc_start(&s->proc, &po);
 	close(pipefd[1]);
@@ -1129,6 +1130,8 @@ static void handle_signalfd(engine *e, int sfd)
 static void collect(engine *e, jobrun *j)
 {
 	steprun *s = j->cur;
+	if (!rn_proc_ready(&s->proc))
+		return; /* only the start marker: the command runs */
 	s->finish_rc = rn_proc_finish(&s->proc, &s->res);
 	if (s->sandbox) {
 		rn_sandbox_result sr;

@@ -533,6 +533,7 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 	p->wstatus = 0;
 	p->pidfd = -1;
 	p->lead = -1;
+	p->async = o && o->async_start;
 	p->gen = 0;
 	p->step = 0;
 	if (!o || !o->argv || !o->argv[0]) {
@@ -619,12 +620,16 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 
 started:
 	p->status_fd = sp[0];
-	/* wait until the command was exec'd or failed to (EOF: the shim died; rn_proc_finish
-	 * reports that). A shim that died before its START byte has a report written for it by the
-	 * fork server: keep its first byte. */
-	char b;
-	if (read_full(sp[0], &b, 1) == 1 && b != RN_SHIM_START_BYTE)
-		p->lead = (unsigned char)b;
+	if (o->async_start) {
+		p->lead = -2; /* the START byte is read by rn_proc_ready or rn_proc_finish */
+	} else {
+		/* wait until the command was exec'd or failed to (EOF: the shim died; rn_proc_finish
+		 * reports that). A shim that died before its START byte has a report written for it
+		 * by the fork server: keep its first byte. */
+		char b;
+		if (read_full(sp[0], &b, 1) == 1 && b != RN_SHIM_START_BYTE)
+			p->lead = (unsigned char)b;
+	}
 	int fl = fcntl(sp[0], F_GETFL);
 	if (fl < 0 || fcntl(sp[0], F_SETFL, fl | O_NONBLOCK) < 0)
 		rn_error_errno("rn_proc_start: fcntl"); /* not fatal: finish copes with a blocking fd */
@@ -707,6 +712,49 @@ static void reap_remote(rn_proc *p)
 	p->pidfd = -1;
 }
 
+/* Consume the START byte of an async start if it is there. 1 if it was (or there is nothing
+ * to consume), 0 if the pipe is empty for now. A first byte that is not START (the fork server
+ * wrote a report for a shim that died before it) is kept as the report's lead; EOF as well. */
+static int take_start_byte(rn_proc *p)
+{
+	if (p->lead != -2)
+		return 1;
+	for (;;) {
+		unsigned char b;
+		ssize_t k = read(p->status_fd, &b, 1);
+		if (k == 1) {
+			p->lead = b == RN_SHIM_START_BYTE ? -1 : b;
+			return 1;
+		}
+		if (k == 0) {
+			p->lead = -1;
+			return 1;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		p->lead = -1; /* a broken pipe end: rn_proc_finish reports no report */
+		return 1;
+	}
+}
+
+int rn_proc_ready(rn_proc *p)
+{
+	if (!p || p->status_fd < 0 || !p->async)
+		return 1;
+	if (!take_start_byte(p))
+		return 0;
+	if (p->lead >= 0)
+		return 1;
+	struct pollfd pf = { .fd = p->status_fd, .events = POLLIN };
+	int k;
+	do
+		k = poll(&pf, 1, 0);
+	while (k < 0 && errno == EINTR);
+	return k != 0; /* the report (or EOF) right behind the marker, or an error to collect */
+}
+
 int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 {
 	rn_proc_result dummy;
@@ -717,6 +765,10 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 	if (!p || p->pid <= 0) {
 		rn_error_set("rn_proc_finish: not started");
 		return RN_EINVALID;
+	}
+	while (p->status_fd >= 0 && !take_start_byte(p)) { /* async start: the marker comes first */
+		struct pollfd pf = { .fd = p->status_fd, .events = POLLIN };
+		poll(&pf, 1, -1);
 	}
 	struct rn_shim_report rep;
 	size_t got = 0;

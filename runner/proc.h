@@ -59,6 +59,9 @@ typedef struct rn_proc_opts {
 	int out_fd;              /* becomes the command's stdout AND stderr; -1: /dev/null */
 	int in_fd;               /* becomes its stdin; -1: /dev/null */
 	const struct rn_sandbox_plan *sandbox; /* from rn_sandbox_plan_new (sandbox.h), or NULL */
+	int async_start;         /* return without waiting for the exec: status_fd first becomes
+	                          * readable with a start marker, so an event loop calls
+	                          * rn_proc_ready() each time it is readable (see below) */
 } rn_proc_opts;
 
 typedef struct rn_proc {
@@ -67,7 +70,9 @@ typedef struct rn_proc {
 	int reaped;    /* internal: the shim was reaped (or, from the fork server, finished) */
 	int wstatus;   /* internal: the shim's wait status */
 	int pidfd;     /* internal: the shim's pidfd when the fork server started it, else -1 */
-	int lead;      /* internal: a report byte rn_proc_start read ahead, else -1 */
+	int lead;      /* internal: a report byte rn_proc_start read ahead, -2 while the start
+	                * marker of an async start is unread, else -1 */
+	int async;     /* internal: started with async_start */
 	int gen;       /* internal: which fork server started it (0: none) */
 	uint32_t step; /* internal: the step's id at that server */
 } rn_proc;
@@ -99,8 +104,13 @@ enum rn_proc_fail {
 int rn_proc_init(void);
 /* Start the command under a shim. On success p->pid and p->status_fd are set (status_fd is
  * O_CLOEXEC|O_NONBLOCK, owned by p) and 0 is returned once the command was exec'd or failed to
- * (exec failure is reported in the result, not here). <0 with rn_error_last() if fork failed. */
+ * (exec failure is reported in the result, not here), or at once with o->async_start.
+ * <0 with rn_error_last() if fork failed. */
 int rn_proc_start(rn_proc *p, const rn_proc_opts *o);
+/* After an async start, when status_fd is readable: 1 if the report is there (the tree is
+ * gone: call rn_proc_finish), 0 if it was only the start marker (the command runs). Never
+ * blocks; always 1 after a synchronous start. */
+int rn_proc_ready(rn_proc *p);
 /* Ask the tree to stop: SIGTERM (then SIGCONT, for stopped ones) to every process of it (via
  * the shim). */
 void rn_proc_term(rn_proc *p);

@@ -100,7 +100,7 @@ static void job_start(job *j, const char *const *argv, const char *const *envp, 
 	assert_int_equal(pipe2(op, O_CLOEXEC), 0);
 	if (with_stdin)
 		assert_int_equal(pipe2(ip, O_CLOEXEC), 0);
-	rn_proc_opts o = { argv, envp, dir, op[1], ip[0], NULL };
+	rn_proc_opts o = { argv, envp, dir, op[1], ip[0], NULL, 0 };
 	pid_t server_before = rn_proc_server_pid();
 	int rc = rn_proc_start(&j->p, &o);
 	if (rc != 0)
@@ -533,7 +533,7 @@ static void test_only_stdio_inherited(void **state)
 	assert_int_equal(pipe(op), 0);
 	assert_int_equal(pipe(ip), 0);
 	const char *argv[] = { "ls", "/proc/self/fd", NULL };
-	rn_proc_opts o = { argv, g_env, NULL, op[1], ip[0], NULL };
+	rn_proc_opts o = { argv, g_env, NULL, op[1], ip[0], NULL, 0 };
 	memset(j, 0, sizeof(*j));
 	assert_int_equal(rn_proc_start(&j->p, &o), 0);
 	close(op[1]);
@@ -780,12 +780,12 @@ static void test_runner_dies(void **state)
 		rn_proc p;
 		/* two steps first (the second starts the fork server), so that this one goes through it */
 		const char *first[] = { "/bin/true", NULL };
-		rn_proc_opts o1 = { first, g_env, NULL, -1, -1, NULL };
+		rn_proc_opts o1 = { first, g_env, NULL, -1, -1, NULL, 0 };
 		rn_proc_result r1;
 		for (int k = 0; k < 2; k++)
 			if (rn_proc_start(&p, &o1) != 0 || rn_proc_finish(&p, &r1) != 0 || r1.status != 0)
 				_exit(1);
-		rn_proc_opts o = { argv, g_env, NULL, op[1], -1, NULL };
+		rn_proc_opts o = { argv, g_env, NULL, op[1], -1, NULL, 0 };
 		if (rn_proc_start(&p, &o) != 0)
 			_exit(1);
 		close(op[1]);
@@ -1002,7 +1002,7 @@ static void test_invalid_args(void **state)
 	(void)state;
 	rn_proc p;
 	const char *none[] = { NULL };
-	rn_proc_opts o = { none, g_env, NULL, -1, -1, NULL };
+	rn_proc_opts o = { none, g_env, NULL, -1, -1, NULL, 0 };
 	assert_int_equal(rn_proc_start(&p, &o), RN_EINVALID);
 }
 
@@ -1022,8 +1022,8 @@ static void test_parallel_steps_independent(void **state)
 	assert_int_equal(pipe2(ia, O_CLOEXEC), 0);
 	const char *sa[] = { "/bin/sh", "-c", "echo a-ready; read go; echo a-done", NULL };
 	const char *sb[] = { "/bin/sh", "-c", "echo b-done", NULL };
-	rn_proc_opts oa = { sa, g_env, NULL, pa[1], ia[0], NULL };
-	rn_proc_opts ob = { sb, g_env, NULL, pb[1], -1, NULL };
+	rn_proc_opts oa = { sa, g_env, NULL, pa[1], ia[0], NULL, 0 };
+	rn_proc_opts ob = { sb, g_env, NULL, pb[1], -1, NULL, 0 };
 	assert_int_equal(rn_proc_start(&a->p, &oa), 0);
 	assert_int_equal(rn_proc_start(&b->p, &ob), 0);
 	close(pa[1]);
@@ -1382,6 +1382,57 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+/* async_start: rn_proc_start returns at once; the status pipe first carries the start marker
+ * (rn_proc_ready 0 while the command runs, which here waits for its stdin to close), then the
+ * report (rn_proc_ready 1); an exec failure comes through the report as with a plain start. */
+static void test_async_start(void **state)
+{
+	(void)state;
+	int ip[2], op[2];
+	assert_int_equal(pipe2(ip, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(op, O_CLOEXEC), 0);
+	const char *argv[] = { "/bin/sh", "-c", "echo started; read x; exit 7", NULL };
+	rn_proc p;
+	rn_proc_opts o = { argv, g_env, NULL, op[1], ip[0], NULL, 1 };
+	assert_int_equal(rn_proc_start(&p, &o), 0);
+	close(op[1]);
+	close(ip[0]);
+	/* the command runs: its output arrives, and the status pipe holds no report yet */
+	char buf[64];
+	size_t len = 0;
+	while (len < 8) {
+		struct pollfd pf = { .fd = op[0], .events = POLLIN };
+		assert_int_equal(poll(&pf, 1, SAFETY_MS), 1);
+		ssize_t k = read(op[0], buf + len, sizeof(buf) - 1 - len);
+		assert_true(k > 0);
+		len += (size_t)k;
+	}
+	buf[len] = '\0';
+	assert_string_equal(buf, "started\n");
+	struct pollfd sf = { .fd = p.status_fd, .events = POLLIN };
+	assert_int_equal(poll(&sf, 1, SAFETY_MS), 1); /* the marker is there by now */
+	assert_int_equal(rn_proc_ready(&p), 0);
+	assert_int_equal(rn_proc_ready(&p), 0);
+	assert_int_equal(poll(&sf, 1, 0), 0); /* nothing more until the tree is gone */
+	close(ip[1]);
+	assert_int_equal(poll(&sf, 1, SAFETY_MS), 1);
+	assert_int_equal(rn_proc_ready(&p), 1);
+	rn_proc_result r;
+	assert_int_equal(rn_proc_finish(&p, &r), 0);
+	assert_int_equal(r.status, 7);
+	assert_int_equal(r.exec_errno, 0);
+	close(op[0]);
+
+	/* a command that cannot be exec'd, finished without waiting for readiness first */
+	const char *bad[] = { "/nonexistent/command", NULL };
+	rn_proc_opts ob = { bad, g_env, NULL, -1, -1, NULL, 1 };
+	assert_int_equal(rn_proc_start(&p, &ob), 0);
+	assert_int_equal(rn_proc_finish(&p, &r), 0);
+	assert_int_equal(r.status, 127);
+	assert_int_equal(r.exec_errno, ENOENT);
+	assert_int_equal(r.fail_stage, RN_PROC_FAIL_EXEC);
+}
+
 int main(void)
 {
 #define COMMON_TESTS \
@@ -1414,7 +1465,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_sequential, warm, check_clean), \
 		cmocka_unit_test_setup_teardown(test_shim_takes_next_step_clean, warm, check_clean), \
 		cmocka_unit_test_setup_teardown(test_large_environment, warm, check_clean), \
-		cmocka_unit_test_setup_teardown(test_fallback_without_fork_server, warm, check_clean)
+		cmocka_unit_test_setup_teardown(test_fallback_without_fork_server, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_async_start, warm, check_clean)
 	const struct CMUnitTest server_tests[] = {
 		COMMON_TESTS,
 		cmocka_unit_test_setup_teardown(test_fork_server_in_use, warm, check_clean),
