@@ -25,23 +25,33 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
 
 # frun PROFILE ARGS...: `run ARGS...` under the fault library; the counts of injected faults go
 # to $T/faultio.stats (one line per runner process).
-frun() {
+# fenv PROFILE: the environment of a run under the library with PROFILE (SEED:EINTR%:SHORT%).
+fenv() {
 	local seed eintr short
 	IFS=: read -r seed eintr short <<<"$1"
-	shift
 	rm -f "$T/faultio.stats"
-	LD_PRELOAD=$FAULTIO FAULTIO_SEED=$seed FAULTIO_EINTR_PERCENT=$eintr FAULTIO_SHORT_PERCENT=$short \
-		FAULTIO_FDTYPES=$FDTYPES FAULTIO_STATS=$T/faultio.stats run "$@"
+	FENV=(LD_PRELOAD="$FAULTIO" FAULTIO_SEED="$seed" FAULTIO_EINTR_PERCENT="$eintr"
+		FAULTIO_SHORT_PERCENT="$short" FAULTIO_FDTYPES="$FDTYPES" FAULTIO_STATS="$T/faultio.stats")
+}
+
+# frun PROFILE ARGS...: run (lib.sh) under the library.
+frun() {
+	fenv "$1"
+	shift
+	local e
+	for e in "${FENV[@]}"; do export "${e?}"; done
+	run "$@"
+	for e in "${FENV[@]}"; do unset "${e%%=*}"; done
 }
 
 # The same in the background (start_bg).
 fstart_bg() {
-	local seed eintr short
-	IFS=: read -r seed eintr short <<<"$1"
+	fenv "$1"
 	shift
-	rm -f "$T/faultio.stats"
-	LD_PRELOAD=$FAULTIO FAULTIO_SEED=$seed FAULTIO_EINTR_PERCENT=$eintr FAULTIO_SHORT_PERCENT=$short \
-		FAULTIO_FDTYPES=$FDTYPES FAULTIO_STATS=$T/faultio.stats start_bg "$@"
+	local e
+	for e in "${FENV[@]}"; do export "${e?}"; done
+	start_bg "$@"
+	for e in "${FENV[@]}"; do unset "${e%%=*}"; done
 }
 
 # The run without faults to compare with: the library loaded (the environment is the same, steps
@@ -69,22 +79,6 @@ norm_console() {
 }
 
 # Every file the run wrote that a user could see: console, logs, summary.json, reports.
-all_outputs() {
-	find "$T/out" "$T/err" "$T/.runner/logs" "$@" -type f 2>/dev/null
-}
-
-# Fails if the fixed string $1 occurs in any of the run's outputs (and extra files $2...).
-expect_not_leaked() {
-	local s=$1 f hits=
-	shift
-	while IFS= read -r f; do
-		if grep -aqF -- "$s" "$f"; then
-			hits="$hits ${f#"$T"/}"
-		fi
-	done < <(all_outputs "$@")
-	[ -z "$hits" ] || fail "'$s' appears in:$hits"
-}
-
 # Keep the outputs of one run under $T/NAME (out, err, and its log dir as NAME/logs).
 keep() {
 	rm -rf "${T:?}/$1"

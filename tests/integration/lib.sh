@@ -103,6 +103,23 @@ alive() {
 	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
 }
 
+# Every file a run wrote: $T/out, $T/err, its default log dir, and the extra paths given.
+all_outputs() {
+	find "$T/out" "$T/err" "$T/.runner/logs" "$@" -type f 2>/dev/null
+}
+
+# Fails if the fixed string $1 occurs in any of the run's outputs (and extra files $2...).
+expect_not_leaked() {
+	local s=$1 f hits=
+	shift
+	while IFS= read -r f; do
+		if grep -aqF -- "$s" "$f"; then
+			hits="$hits ${f#"$T"/}"
+		fi
+	done < <(all_outputs "$@")
+	[ -z "$hits" ] || fail "'$s' appears in:$hits"
+}
+
 # ---- running the runner -----------------------------------------------------------------------
 
 run() {

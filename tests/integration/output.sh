@@ -6,22 +6,6 @@
 CHECK_RUNNER_TEMP=1
 
 # Every file the run wrote that a user could see: console, logs, summary.json, reports.
-all_outputs() {
-	find "$T/out" "$T/err" "$T/.runner/logs" "$@" -type f 2>/dev/null
-}
-
-# Fails if the fixed string $1 occurs in any of the run's outputs (and extra files $2...).
-expect_not_leaked() {
-	local s=$1 f hits=
-	shift
-	while IFS= read -r f; do
-		if grep -aqF -- "$s" "$f"; then
-			hits="$hits ${f#"$T"/}"
-		fi
-	done < <(all_outputs "$@")
-	[ -z "$hits" ] || fail "'$s' appears in:$hits"
-}
-
 # ---- secrets ----------------------------------------------------------------------------------
 
 t_mask_everywhere() {
