@@ -10,6 +10,7 @@
 #include "agent_sup.h"
 #include "error.h"
 #include "event.h"
+#include "server_metrics.h"
 #include "units.h"
 #include "util.h"
 
@@ -353,6 +354,11 @@ static enum MHD_Result metrics_handler(void *cls, struct MHD_Connection *conn, c
 		fprintf(f, "# HELP runner_agent_server_up 1 if the last call to the server was answered.\n"
 			   "# TYPE runner_agent_server_up gauge\nrunner_agent_server_up %d\n",
 			atomic_load(&a->server_up));
+		rn_buf heap = RN_BUF_INIT(64 * 1024);
+		rn_heap_render(&heap, "runner_agent");
+		if (heap.len)
+			fwrite(heap.ptr, 1, heap.len, f);
+		rn_buf_free(&heap);
 		fclose(f);
 		r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 		if (r)

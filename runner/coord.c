@@ -2138,5 +2138,9 @@ int rn_coord_metrics(rn_coord *c, rn_buf *out)
 		      "# HELP runner_agents_connected Agents seen in the last %d seconds.\n"
 		      "# TYPE runner_agents_connected gauge\nrunner_agents_connected %lld\n",
 		      AGENT_SEEN_MS / 1000, (long long)agents);
+	rn_buf_printf(out,
+		      "# HELP runner_sqlite_memory_bytes Heap bytes held by SQLite (its page cache included).\n"
+		      "# TYPE runner_sqlite_memory_bytes gauge\nrunner_sqlite_memory_bytes %lld\n",
+		      (long long)rn_store_memory_used());
 	return 0;
 }

@@ -595,6 +595,7 @@ static void serve_metrics(rn_serve_api *api, req *r, struct MHD_Connection *con)
 	}
 	/* count this answer before rendering, so that it shows up in its own body */
 	rn_metrics_render(api->metrics, &b);
+	rn_heap_render(&b, "runner");
 	size_t len = b.len;
 	char *text = rn_buf_detach(&b);
 	queue(api, r, con, MHD_HTTP_OK, text_response(text, len, "text/plain; version=0.0.4; charset=utf-8"));

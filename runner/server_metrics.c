@@ -2,8 +2,23 @@
 #include "server_metrics.h"
 #include "util.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define RN_ASAN_ALLOCATOR 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RN_ASAN_ALLOCATOR 1
+#endif
+#endif
+#ifdef RN_ASAN_ALLOCATOR
+/* <sanitizer/allocator_interface.h> of compiler-rt (gcc does not ship the header) */
+size_t __sanitizer_get_current_allocated_bytes(void);
+size_t __sanitizer_get_heap_size(void);
+size_t __sanitizer_get_free_bytes(void);
+#endif
 
 /* Upper bounds (seconds) of the histogram buckets; +Inf is implicit. */
 static const double bounds[RN_M_HISTOGRAM_COUNT][12] = {
@@ -111,4 +126,36 @@ void rn_metrics_render(rn_metrics *m, rn_buf *out)
 			      (unsigned long long)m->hist[h].count);
 	}
 	pthread_mutex_unlock(&m->lock);
+}
+
+void rn_heap_stats_get(rn_heap_stats *h)
+{
+#ifdef RN_ASAN_ALLOCATOR
+	/* glibc's arenas are unused under ASan; its allocator keeps its own books */
+	*h = (rn_heap_stats){ .in_use = __sanitizer_get_current_allocated_bytes(),
+			      .arena = __sanitizer_get_heap_size(),
+			      .free = __sanitizer_get_free_bytes() };
+#else
+	struct mallinfo2 mi = mallinfo2();
+	*h = (rn_heap_stats){ .in_use = mi.uordblks + mi.hblkhd, .arena = mi.arena, .mmap = mi.hblkhd,
+			      .free = mi.fordblks };
+#endif
+}
+
+void rn_heap_render(rn_buf *out, const char *prefix)
+{
+	rn_heap_stats h;
+	rn_heap_stats_get(&h);
+	const struct {
+		const char *name, *help;
+		uint64_t v;
+	} g[] = {
+		{ "heap_in_use_bytes", "Heap bytes allocated and not freed (malloc arenas in use + mmapped chunks).", h.in_use },
+		{ "heap_arena_bytes", "Bytes the malloc arenas took from the system.", h.arena },
+		{ "heap_mmap_bytes", "Bytes in large allocations mmapped one by one.", h.mmap },
+		{ "heap_free_bytes", "Free bytes kept in the malloc arenas.", h.free },
+	};
+	for (size_t i = 0; i < RN_ARRAY_LEN(g); i++)
+		rn_buf_printf(out, "# HELP %s_%s %s\n# TYPE %s_%s gauge\n%s_%s %llu\n", prefix, g[i].name, g[i].help,
+			      prefix, g[i].name, prefix, g[i].name, (unsigned long long)g[i].v);
 }

@@ -855,3 +855,8 @@ void rn_store_artifacts_free(rn_store_artifact *v, size_t n)
 		rn_store_artifact_clear(&v[i]);
 	free(v);
 }
+
+int64_t rn_store_memory_used(void)
+{
+	return (int64_t)sqlite3_memory_used();
+}

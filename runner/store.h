@@ -106,6 +106,8 @@ typedef struct rn_store_artifact {
 int rn_store_open(rn_store **out, const char *path);
 /* Close the database (NULL is fine). */
 void rn_store_close(rn_store *s);
+/* Bytes SQLite has allocated now, in every connection of the process (page caches included). */
+int64_t rn_store_memory_used(void);
 /* Start a write transaction (BEGIN IMMEDIATE). */
 int rn_store_begin(rn_store *s);
 /* Commit the transaction. */

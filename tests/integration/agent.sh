@@ -819,6 +819,27 @@ t_e2e_server_late() {
 	expect_eq "agent exit status" "$RC" 0
 }
 
+# --metrics: the counters after a job, and the allocator's gauges (heap in use).
+t_e2e_agent_metrics() {
+	printf 'jobs:\n  one:\n    steps:\n      - run: echo hi\n' >"$T/p.yml"
+	make_repo "$T/p.yml"
+	need_server || return
+	local mport
+	mport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	start_agent a1 --metrics "127.0.0.1:$mport" || return
+	submit
+	wait_for 60 pipeline_done || { fail "the pipeline did not finish"; return; }
+	expect_eq "pipeline status" "$(pget 'd["status"]')" success
+	wait_for 10 sh -c "curl -s -m 5 http://127.0.0.1:$mport/metrics | grep -q '^runner_agent_jobs_running 0'"
+	curl -s -m 10 "http://127.0.0.1:$mport/metrics" >"$T/agent-metrics"
+	local m
+	for m in 'runner_agent_jobs_total\{status="success"\} 1$' 'runner_agent_assignments_total 1$' \
+		'runner_agent_heap_in_use_bytes [1-9][0-9]{4,}$' 'runner_agent_heap_arena_bytes [0-9]+$' \
+		'runner_agent_heap_mmap_bytes [0-9]+$' 'runner_agent_heap_free_bytes [0-9]+$'; do
+		expect_grep "^$m" "$T/agent-metrics"
+	done
+}
+
 add "__job: checkout, job log, events, outputs in result.json" t_job_success
 add "__job: secrets masked in the log, events and result" t_job_secrets_masked
 add "__job: a secret too short to mask refuses the job" t_job_short_secret_refused
@@ -836,6 +857,7 @@ add "e2e: SIGTERM of an agent finishes or cancels its job, exit 0" w_t_e2e_agent
 add "e2e: server restarted mid-job: nothing lost" w_t_e2e_server_restart
 add "e2e: SIGHUP reloads labels from --config" w_t_e2e_sighup_labels
 add "e2e: an agent started before its server registers when it comes" w_t_e2e_server_late
+add "e2e: the agent's --metrics: job counters and heap gauges" w_t_e2e_agent_metrics
 
 for _f in $(declare -F | sed -n 's/^declare -f \(t_e2e_.*\)/\1/p'); do
 	eval "w_$_f() { $_f; stop_procs; }"

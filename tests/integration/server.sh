@@ -988,7 +988,10 @@ EOF
 	local m
 	for m in 'runner_jobs\{state="queued"\} 1' 'runner_job_duration_seconds_bucket\{le="\+Inf"\}' \
 		'runner_queue_wait_seconds_count' 'runner_agents_connected 0' 'runner_log_bytes_total 0' \
-		'runner_artifact_bytes_total 0' 'runner_http_requests_total\{code="401"\} 2'; do
+		'runner_artifact_bytes_total 0' 'runner_http_requests_total\{code="401"\} 2' \
+		'runner_heap_in_use_bytes [1-9][0-9]{4,}$' 'runner_heap_arena_bytes [0-9]+$' \
+		'runner_heap_mmap_bytes [0-9]+$' 'runner_heap_free_bytes [0-9]+$' \
+		'runner_sqlite_memory_bytes [1-9][0-9]+$'; do
 		expect_grep "^$m" "$T/body"
 	done
 	stop_server
