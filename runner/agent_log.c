@@ -82,6 +82,15 @@ static void step_head(joblog_sink *l, const rn_event *ev, const rn_steprec *s)
 	lprintf(l, "── step %d/%d: %s", ev->step_index + 1, ev->nsteps, s->name ? s->name : "?");
 }
 
+static void joblog_flush(rn_sink *sink)
+{
+	joblog_sink *l = (joblog_sink *)sink;
+	if (fflush(l->out) != 0 && !l->err) {
+		l->err = 1;
+		l->err_no = errno;
+	}
+}
+
 static void joblog_event(rn_sink *sink, const rn_event *ev)
 {
 	joblog_sink *l = (joblog_sink *)sink;
@@ -136,19 +145,14 @@ static void joblog_event(rn_sink *sink, const rn_event *ev)
 		break;
 	}
 	}
-	if (fflush(l->out) != 0 && !l->err) {
-		l->err = 1;
-		l->err_no = errno;
-	}
+	if (ev->type != RN_EV_OUTPUT) /* output lines wait for joblog_flush (see rn_sink.flush) */
+		joblog_flush(sink);
 }
 
 static int joblog_close(rn_sink *sink)
 {
 	joblog_sink *l = (joblog_sink *)sink;
-	if (fflush(l->out) != 0 && !l->err) {
-		l->err = 1;
-		l->err_no = errno;
-	}
+	joblog_flush(sink);
 	int rc = 0;
 	if (l->err) {
 		errno = l->err_no;
@@ -164,6 +168,7 @@ rn_sink *rn_joblog_sink_new(FILE *out, const struct rn_masker *m)
 	joblog_sink *l = rn_xcalloc(1, sizeof(*l));
 	l->base.event = joblog_event;
 	l->base.close = joblog_close;
+	l->base.flush = joblog_flush;
 	l->out = out;
 	rn_runrec_init(&l->run, m);
 	return &l->base;
@@ -183,6 +188,13 @@ static void filter_event(rn_sink *sink, const rn_event *ev)
 		f->inner->event(f->inner, ev);
 }
 
+static void filter_flush(rn_sink *sink)
+{
+	filter_sink *f = (filter_sink *)sink;
+	if (f->inner->flush)
+		f->inner->flush(f->inner);
+}
+
 static int filter_close(rn_sink *sink)
 {
 	filter_sink *f = (filter_sink *)sink;
@@ -196,6 +208,7 @@ rn_sink *rn_nooutput_sink_new(rn_sink *inner)
 	filter_sink *f = rn_xcalloc(1, sizeof(*f));
 	f->base.event = filter_event;
 	f->base.close = filter_close;
+	f->base.flush = filter_flush;
 	f->inner = inner;
 	return &f->base;
 }

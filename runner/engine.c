@@ -115,6 +115,13 @@ static void emit(engine *e, rn_event *ev)
 		e->o->sinks[i]->event(e->o->sinks[i], ev);
 }
 
+static void flush_sinks(engine *e)
+{
+	for (size_t i = 0; i < e->o->nsinks; i++)
+		if (e->o->sinks[i]->flush)
+			e->o->sinks[i]->flush(e->o->sinks[i]);
+}
+
 static void message(engine *e, const jobrun *j, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void message(engine *e, const jobrun *j, const char *fmt, ...)
 {
@@ -1228,6 +1235,7 @@ int rn_engine_run(const rn_engine_opts *o, rn_engine_result *res)
 			}
 		}
 		int64_t t = next_timeout(&e, rn_now_ms());
+		flush_sinks(&e); /* what the sinks buffered goes out before we wait */
 		int pr = poll(pfds, n, t < 0 ? -1 : t > INT_MAX ? INT_MAX : (int)t);
 		if (pr < 0) {
 			if (errno == EINTR)

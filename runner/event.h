@@ -66,6 +66,10 @@ struct rn_sink {
 	void (*event)(rn_sink *s, const rn_event *ev);
 	/* Finish (flush files, write summaries) and free the sink; 0 or <0 with rn_error_last(). */
 	int (*close)(rn_sink *s);
+	/* Optional (NULL if not needed): write out what is buffered. Sinks may buffer output lines
+	 * (RN_EV_OUTPUT) and write them here, which the engine calls before it waits for the next
+	 * event: a step printing a burst of lines costs one write, not one per line. */
+	void (*flush)(rn_sink *s);
 };
 
 /* The text of a status: "success", "failure", "cancelled", "skipped", "timed out"... static. */

@@ -33,6 +33,9 @@ typedef struct {
 	int err;           /* a write to out failed (errno in err_no) */
 	int err_no;
 	rn_runrec run;
+	/* the `job › step | ` of the last output line, for the next lines of the same step */
+	char *pfx_job, *pfx_step, *pfx;
+	size_t pfx_len;
 } console_sink;
 
 /* ---- writing ------------------------------------------------------------------------------ */
@@ -105,6 +108,22 @@ static void put_prefix(console_sink *c, const char *job, const char *step)
 	out_printf(c, "%s%s%s", colored ? C_JOB : "", job, colored ? C_RESET : "");
 	if (step)
 		out_printf(c, " › %s%s%s", colored ? C_STEP : "", step, colored ? C_RESET : "");
+}
+
+/* `job › step | ` before an output line: built once per step (lines come in bursts). */
+static void put_output_prefix(console_sink *c, const char *job, const char *step)
+{
+	if (!c->pfx || strcmp(c->pfx_job, job) != 0 || strcmp(c->pfx_step, step) != 0) {
+		free(c->pfx_job);
+		free(c->pfx_step);
+		free(c->pfx);
+		c->pfx_job = rn_xstrdup(job);
+		c->pfx_step = rn_xstrdup(step);
+		c->pfx = rn_xasprintf("%s%s%s › %s%s%s | ", col(c, C_JOB), job, col(c, C_RESET), col(c, C_STEP), step,
+				      col(c, C_RESET));
+		c->pfx_len = strlen(c->pfx);
+	}
+	out_write(c, c->pfx, c->pfx_len);
 }
 
 /* Display width of UTF-8 text, counted in code points. */
@@ -305,6 +324,15 @@ static void summary(console_sink *c)
 	c->summary_done = 1;
 }
 
+static void console_flush(rn_sink *sink)
+{
+	console_sink *c = (console_sink *)sink;
+	if (fflush(c->out) != 0 && !c->err) {
+		c->err = 1;
+		c->err_no = errno;
+	}
+}
+
 static void console_event(rn_sink *sink, const rn_event *ev)
 {
 	console_sink *c = (console_sink *)sink;
@@ -334,8 +362,7 @@ static void console_event(rn_sink *sink, const rn_event *ev)
 		break;
 	case RN_EV_OUTPUT:
 		status_clear(c);
-		put_prefix(c, j->name, s ? s->name : "?");
-		out_puts(c, " | ");
+		put_output_prefix(c, j->name, s ? s->name : "?");
 		if (ev->data)
 			out_write(c, ev->data, ev->len);
 		out_puts(c, "\n");
@@ -391,10 +418,10 @@ static void console_event(rn_sink *sink, const rn_event *ev)
 	}
 	if (redraw)
 		status_draw(c);
-	if (fflush(c->out) != 0 && !c->err) {
-		c->err = 1;
-		c->err_no = errno;
-	}
+	/* output lines wait for console_flush (the engine calls it before it waits): one write per
+	 * burst of lines; everything else goes out at once */
+	if (ev->type != RN_EV_OUTPUT)
+		console_flush(sink);
 }
 
 static int console_close(rn_sink *sink)
@@ -413,6 +440,9 @@ static int console_close(rn_sink *sink)
 		rc = rn_error_errno("console output");
 	}
 	rn_runrec_free(&c->run);
+	free(c->pfx_job);
+	free(c->pfx_step);
+	free(c->pfx);
 	free(c);
 	return rc;
 }
@@ -422,6 +452,7 @@ rn_sink *rn_console_sink_new(void *out, int color, int status_line, const struct
 	console_sink *c = rn_xcalloc(1, sizeof(*c));
 	c->base.event = console_event;
 	c->base.close = console_close;
+	c->base.flush = console_flush;
 	c->out = out;
 	c->color = color;
 	c->status_line = status_line;

@@ -53,6 +53,15 @@ static const char *const event_names[] = {
 	[RN_EV_MESSAGE] = "message",
 };
 
+static void json_flush(rn_sink *sink)
+{
+	json_sink *js = (json_sink *)sink;
+	if (fflush(js->out) != 0 && !js->err) {
+		js->err = 1;
+		js->err_no = errno;
+	}
+}
+
 static void json_event(rn_sink *sink, const rn_event *ev)
 {
 	json_sink *js = (json_sink *)sink;
@@ -147,20 +156,19 @@ static void json_event(rn_sink *sink, const rn_event *ev)
 		return;
 	size_t n = strlen(line);
 	line[n] = '\n'; /* json_dumps' buffer: replace the NUL and write len + 1 bytes */
-	if ((fwrite(line, 1, n + 1, js->out) != n + 1 || fflush(js->out) != 0) && !js->err) {
+	if (fwrite(line, 1, n + 1, js->out) != n + 1 && !js->err) {
 		js->err = 1;
 		js->err_no = errno;
 	}
 	free(line);
+	if (ev->type != RN_EV_OUTPUT) /* output lines wait for json_flush (see rn_sink.flush) */
+		json_flush(sink);
 }
 
 static int json_close(rn_sink *sink)
 {
 	json_sink *js = (json_sink *)sink;
-	if (fflush(js->out) != 0 && !js->err) {
-		js->err = 1;
-		js->err_no = errno;
-	}
+	json_flush(sink);
 	int rc = 0;
 	if (js->err) {
 		errno = js->err_no;
@@ -176,6 +184,7 @@ rn_sink *rn_json_sink_new(void *out, const struct rn_masker *m)
 	json_sink *js = rn_xcalloc(1, sizeof(*js));
 	js->base.event = json_event;
 	js->base.close = json_close;
+	js->base.flush = json_flush;
 	js->out = out;
 	rn_runrec_init(&js->run, m);
 	return &js->base;

@@ -369,7 +369,7 @@ static int count_close(rn_sink *s)
 static void test_filter(void **state)
 {
 	(void)state;
-	count_sink c = { { count_event, count_close }, { 0 }, 0 };
+	count_sink c = { { count_event, count_close, NULL }, { 0 }, 0 };
 	rn_sink *f = rn_nooutput_sink_new(&c.base);
 	rn_event e = ev(RN_EV_STEP_STARTED, 0, "Compile");
 	f->event(f, &e);

@@ -343,6 +343,44 @@ static void test_status_and_helpers(void **state)
 
 /* ---- console ------------------------------------------------------------------------------ */
 
+/* Output lines are buffered until flush() (the engine calls it before it waits); every other
+ * event is written at once. Console and --json alike. */
+static void test_output_waits_for_flush(void **state)
+{
+	(void)state;
+	for (int json = 0; json < 2; json++) {
+		mem m;
+		mem_open(&m);
+		rn_sink *s = json ? rn_json_sink_new(m.f, NULL) : rn_console_sink_new(m.f, 0, 0, NULL);
+		assert_non_null(s->flush);
+		rn_event e = ev_new(RN_EV_RUN_STARTED);
+		e.njobs = 1;
+		s->event(s, &e);
+		e = job_ev(RN_EV_JOB_STARTED, &LINT, 1, 1);
+		s->event(s, &e);
+		e = step_ev(RN_EV_STEP_STARTED, &LINT, 0, "Test", 1, 1);
+		s->event(s, &e);
+		size_t before = m.len; /* a memstream's length moves when it is flushed */
+		out_str(s, &LINT, 0, "Test", 1, "line one");
+		out_str(s, &LINT, 0, "Test", 1, "line two");
+		assert_int_equal(m.len, before);
+		assert_false(mem_has(&m, "line one"));
+		s->flush(s);
+		assert_true(m.len > before);
+		assert_true(mem_has(&m, "line one"));
+		assert_true(mem_has(&m, "line two"));
+		size_t flushed = m.len;
+		e = step_ev(RN_EV_STEP_FINISHED, &LINT, 0, "Test", 1, 1);
+		e.status = RN_ST_SUCCESS;
+		e.exit_code = 0;
+		s->event(s, &e);
+		assert_true(m.len > flushed); /* not output: written at once */
+		assert_int_equal(s->close(s), 0);
+		mem_close(&m);
+		free(m.p);
+	}
+}
+
 static void test_console_plain(void **state)
 {
 	(void)state;
@@ -1011,6 +1049,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status_and_helpers),
 		cmocka_unit_test(test_console_plain),
+		cmocka_unit_test(test_output_waits_for_flush),
 		cmocka_unit_test(test_console_color),
 		cmocka_unit_test(test_console_status_line),
 		cmocka_unit_test(test_console_interrupted),
