@@ -45,21 +45,13 @@ static int try_load(const char *path)
 static void load(void)
 {
 	const char *env = getenv("RUNNER_EXT");
-	if (env && *env) {
-		try_load(env);
+	char *path = rn_ext_path(NULL);
+	if (path && ((env && *env) || access(path, F_OK) == 0)) {
+		try_load(path);
+		free(path);
 		return;
 	}
-	char exe[PATH_MAX];
-	if (rn_self_exe(exe, sizeof(exe)) == 0) {
-		char *slash = strrchr(exe, '/');
-		if (slash && (size_t)(slash - exe) + sizeof("/runner-ext.so") <= sizeof(exe)) {
-			strcpy(slash, "/runner-ext.so");
-			if (access(exe, F_OK) == 0) {
-				try_load(exe);
-				return;
-			}
-		}
-	}
+	free(path);
 	if (try_load(RN_EXT_PATH) < 0 && access(RN_EXT_PATH, F_OK) != 0)
 		snprintf(load_error, sizeof(load_error),
 			 "runner-ext.so is neither next to the runner nor at %s (set RUNNER_EXT to its path)",

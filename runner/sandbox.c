@@ -1153,6 +1153,11 @@ static int plan_mounts(rn_sandbox_plan *p, const rn_sandbox *s, const rn_sandbox
 		rc = plan_keep(k, &nk, *e, 1, 1, "path");
 	if (rc == 0)
 		rc = plan_keep(k, &nk, paths->self_exe ? paths->self_exe : "/proc/self/exe", 0, 0, "runner binary");
+	if (rc == 0) { /* what `runner __step` may dlopen (ext.h); kept only if it exists */
+		char *ext = rn_ext_path(paths->self_exe);
+		rc = plan_keep(k, &nk, ext, 0, 0, "runner-ext.so");
+		free(ext);
+	}
 	if (rc == 0 && paths->visible)
 		rc = plan_keep(k, &nk, paths->visible, 0, 0, "step plugin");
 	if (rc < 0)

@@ -3,6 +3,7 @@
 #include "error.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdarg.h>
@@ -252,4 +253,19 @@ int rn_self_exe(char *buf, size_t size)
 		return rn_error_errno("/proc/self/exe");
 	buf[(size_t)n] = '\0';
 	return 0;
+}
+
+char *rn_ext_path(const char *exe)
+{
+	const char *env = getenv("RUNNER_EXT");
+	if (env && *env)
+		return rn_xstrdup(env);
+	char self[PATH_MAX];
+	if (!exe) {
+		if (rn_self_exe(self, sizeof(self)) < 0)
+			return NULL;
+		exe = self;
+	}
+	const char *slash = strrchr(exe, '/');
+	return slash ? rn_xasprintf("%.*s/runner-ext.so", (int)(slash - exe), exe) : NULL;
 }

@@ -41,5 +41,8 @@ int rn_rm_rf(const char *path);
 char *rn_run_id_new(void);
 /* The path of the running executable into buf (NUL-terminated); 0 or RN_EIO. */
 int rn_self_exe(char *buf, size_t size);
+/* The runner-ext.so (ext.h) the runner looks at first: $RUNNER_EXT if set, else runner-ext.so
+ * in the directory of exe (NULL: the running executable). Caller frees; NULL if unknown. */
+char *rn_ext_path(const char *exe);
 
 #endif

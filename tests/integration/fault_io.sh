@@ -15,7 +15,10 @@ if [ $# -lt 2 ] || [ ! -f "$2" ]; then
 	echo "usage: $0 RUNNER_BINARY LIBFAULTIO_SO" >&2
 	exit 2
 fi
-FAULTIO=$(realpath "$2")
+# A copy under $ROOT (/var/tmp): steps inherit LD_PRELOAD, and in the sandbox a build directory
+# under /tmp (a CI checkout there) is hidden by the private /tmp.
+cp "$2" "$ROOT/libfaultio.so" || exit 2
+FAULTIO=$ROOT/libfaultio.so
 # seed:eintr percent:short percent. Mixed, EINTR only, short transfers only.
 PROFILES=${FAULTIO_PROFILES:-"101:30:50 202:60:0 303:0:90"}
 FDTYPES=fifo,sock,reg

@@ -382,6 +382,26 @@ EOF
 	expect_no_file "$T/in/a.txt"
 }
 
+# The runner, runner-ext.so and runner-shim copied under /tmp (a build or install there): the
+# sandbox's private /tmp must still show the step's `runner __step` the runner-ext.so it loads.
+t_runner_under_tmp() {
+	local d
+	d=$(mktemp -d /tmp/rnit-runner-under-tmp.XXXXXX)
+	cp "$RUNNER" "$(dirname "$RUNNER")/runner-ext.so" "$(dirname "$RUNNER")/runner-shim" "$d/"
+	echo hi >a.txt
+	workflow <<'EOF'
+jobs:
+  make:
+    steps:
+      - package: {name: plain, paths: a.txt}
+EOF
+	(cd "$T" && exec timeout -k 5 "$RNIT_TIMEOUT" "$d/runner" run p.yml) >"$T/out" 2>"$T/err" </dev/null
+	RC=$?
+	rm -rf "$d"
+	expect_rc 0
+	expect_file "$(store)/plain.tar.gz"
+}
+
 add "tar.gz round trip: contents, modes, symlinks, mtimes, empty dirs" t_roundtrip_targz
 add "tar.xz round trip" t_roundtrip_tarxz
 add "tar.zst round trip" t_roundtrip_tarzst
@@ -400,4 +420,5 @@ add "an expanded name that is not a valid artifact name is refused" t_bad_expand
 add "download refuses an artifact with a '..' entry" t_hostile_artifact
 add "download refuses an artifact whose sha256 does not match" t_tampered_artifact
 add "non-ASCII names are readable by standard zip and tar readers" t_utf8_names_interop
+add "a runner under /tmp: the sandboxed package step still loads runner-ext.so" t_runner_under_tmp
 run_all
