@@ -121,8 +121,9 @@ int rn_local_sandbox_info(void)
 }
 
 /* The git.* contexts, read on a thread of their own: libgit2's initialisation parses the
- * system's CA certificates (about 4 ms), which then overlaps reading the workflow and, with the
- * sandbox, probing the kernel. */
+ * system's CA certificates (several ms), which then overlaps reading the workflow. It is joined
+ * before anything forks (the sandbox probe): a child forked while it runs would hold its
+ * half-made state with no thread to own it. */
 typedef struct describe_job {
 	pthread_t thread;
 	int joinable; /* the thread runs or ended and is not joined yet */
@@ -220,6 +221,12 @@ int rn_local_run(const rn_local_opts *o)
 		exit_code = EXIT_INFRA;
 		goto done;
 	}
+	/* git.* contexts come from the working tree's repository ({} outside one) */
+	if (describe_wait(&dj, &git) < 0) {
+		fprintf(stderr, "runner run: %s\n", rn_error_last());
+		exit_code = EXIT_INFRA;
+		goto done;
+	}
 	/* what the kernel lets the sandbox do, once per run */
 	if (!o->no_sandbox) {
 		if (rn_sandbox_probe(&caps) < 0) {
@@ -227,12 +234,6 @@ int rn_local_run(const rn_local_opts *o)
 			exit_code = EXIT_INFRA;
 			goto done;
 		}
-	}
-	/* git.* contexts come from the working tree's repository ({} outside one) */
-	if (describe_wait(&dj, &git) < 0) {
-		fprintf(stderr, "runner run: %s\n", rn_error_last());
-		exit_code = EXIT_INFRA;
-		goto done;
 	}
 	if (o->clean) {
 		/* a fresh checkout of HEAD (the committed state), so a local run behaves as an agent's */
