@@ -37,25 +37,19 @@ fenv() {
 		FAULTIO_SHORT_PERCENT="$short" FAULTIO_FDTYPES="$FDTYPES" FAULTIO_STATS="$T/faultio.stats")
 }
 
-# frun PROFILE ARGS...: run (lib.sh) under the library.
-frun() {
+# fwith PROFILE COMMAND ARGS...: a lib.sh command (run, start_bg) under the library.
+fwith() {
 	fenv "$1"
 	shift
 	local e
 	for e in "${FENV[@]}"; do export "${e?}"; done
-	run "$@"
+	"$@"
 	for e in "${FENV[@]}"; do unset "${e%%=*}"; done
 }
 
-# The same in the background (start_bg).
-fstart_bg() {
-	fenv "$1"
-	shift
-	local e
-	for e in "${FENV[@]}"; do export "${e?}"; done
-	start_bg "$@"
-	for e in "${FENV[@]}"; do unset "${e%%=*}"; done
-}
+# frun PROFILE ARGS...: run under the library; fstart_bg: the same in the background.
+frun() { fwith "$1" run "${@:2}"; }
+fstart_bg() { fwith "$1" start_bg "${@:2}"; }
 
 # The run without faults to compare with: the library loaded (the environment is the same, steps
 # inherit it), no fault injected.
