@@ -8,18 +8,10 @@
 #   faults.sh RUNNER_BINARY
 . "$(dirname "$0")/lib.sh"
 
-for _tool in git python3 curl sha256sum; do
-	if ! command -v "$_tool" >/dev/null; then
-		echo "1..0 # SKIP $_tool is not installed"
-		exit 0
-	fi
-done
+need_tools git python3 curl sha256sum
 
-export HOME=$ROOT/home XDG_CACHE_HOME=$ROOT/cache GIT_CONFIG_NOSYSTEM=1
-export GIT_AUTHOR_NAME=Test GIT_AUTHOR_EMAIL=test@example.com GIT_COMMITTER_NAME=Test GIT_COMMITTER_EMAIL=test@example.com
+git_home
 export RUNNER_GIT_CACHE=$ROOT/gitcache
-unset RUNNER_GIT_TOKEN RUNNER_GIT_SSH_KEY RUNNER_ADMIN_TOKEN RUNNER_REGISTRATION_TOKEN
-mkdir -p "$HOME"
 ADMIN=admin-$RANDOM$RANDOM-token-$$
 REG=reg-$RANDOM$RANDOM-token-$$
 MOUNTS=()

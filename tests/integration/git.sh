@@ -6,18 +6,10 @@
 #   git.sh RUNNER_BINARY
 . "$(dirname "$0")/lib.sh"
 
-for _tool in git python3; do
-	if ! command -v "$_tool" >/dev/null; then
-		echo "1..0 # SKIP $_tool is not installed"
-		exit 0
-	fi
-done
+need_tools git python3
 
 # Isolation from the caller's git and cache configuration: every test uses $ROOT/home.
-export HOME=$ROOT/home XDG_CACHE_HOME=$ROOT/cache GIT_CONFIG_NOSYSTEM=1
-export GIT_AUTHOR_NAME=Test GIT_AUTHOR_EMAIL=test@example.com GIT_COMMITTER_NAME=Test GIT_COMMITTER_EMAIL=test@example.com
-unset RUNNER_GIT_TOKEN RUNNER_GIT_SSH_KEY RUNNER_GIT_CACHE
-mkdir -p "$HOME"
+git_home
 REPOS=$ROOT/repos # served by every transport
 WORK=$ROOT/work
 TOKEN=tok-$RANDOM$RANDOM-s3cr3t-$$

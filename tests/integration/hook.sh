@@ -6,17 +6,9 @@
 #   hook.sh RUNNER_BINARY
 . "$(dirname "$0")/lib.sh"
 
-for _tool in git python3 curl; do
-	if ! command -v "$_tool" >/dev/null; then
-		echo "1..0 # SKIP $_tool is not installed"
-		exit 0
-	fi
-done
+need_tools git python3 curl
 
-export HOME=$ROOT/home XDG_CACHE_HOME=$ROOT/cache GIT_CONFIG_NOSYSTEM=1
-export GIT_AUTHOR_NAME=Test GIT_AUTHOR_EMAIL=test@example.com GIT_COMMITTER_NAME=Test GIT_COMMITTER_EMAIL=test@example.com
-unset GIT_DIR GIT_WORK_TREE RUNNER_GIT_CACHE
-mkdir -p "$HOME"
+git_home
 
 # ---- helpers ----------------------------------------------------------------------------------
 

@@ -57,6 +57,27 @@ T=$ROOT
 MARK=
 SLEEPER=
 
+# need_tools TOOL...: skip the whole file (TAP `1..0 # SKIP`) when one of them is missing.
+need_tools() {
+	local t
+	for t in "$@"; do
+		if ! command -v "$t" >/dev/null; then
+			echo "1..0 # SKIP $t is not installed"
+			exit 0
+		fi
+	done
+}
+
+# git_home: for files that commit, clone and push: a private HOME and cache, no system git
+# config, a fixed identity, and none of the caller's git credentials, runner git cache or server
+# tokens (a file that wants a shared cache sets RUNNER_GIT_CACHE after this).
+git_home() {
+	export HOME=$ROOT/home XDG_CACHE_HOME=$ROOT/cache GIT_CONFIG_NOSYSTEM=1
+	export GIT_AUTHOR_NAME=Test GIT_AUTHOR_EMAIL=test@example.com GIT_COMMITTER_NAME=Test GIT_COMMITTER_EMAIL=test@example.com
+	unset GIT_DIR GIT_WORK_TREE RUNNER_GIT_TOKEN RUNNER_GIT_SSH_KEY RUNNER_GIT_CACHE RUNNER_ADMIN_TOKEN RUNNER_REGISTRATION_TOKEN
+	mkdir -p "$HOME"
+}
+
 # ---- processes --------------------------------------------------------------------------------
 
 # Pids of live processes whose command line contains $1 (never this shell or pgrep itself).

@@ -6,12 +6,7 @@
 #   notify.sh RUNNER_BINARY
 . "$(dirname "$0")/lib.sh"
 
-for _tool in git python3; do
-	if ! command -v "$_tool" >/dev/null; then
-		echo "1..0 # SKIP $_tool is not installed"
-		exit 0
-	fi
-done
+need_tools git python3
 # `runner run` sends notifications once localrun makes a notify sink (rn_notify_sink_new); the
 # warning prefix of the notify module is in the binary exactly when it is linked in.
 if ! grep -q "runner: notify: " "$RUNNER"; then
@@ -19,9 +14,7 @@ if ! grep -q "runner: notify: " "$RUNNER"; then
 	exit 0
 fi
 
-export HOME=$ROOT/home GIT_CONFIG_NOSYSTEM=1
-export GIT_AUTHOR_NAME=Test GIT_AUTHOR_EMAIL=test@example.com GIT_COMMITTER_NAME=Test GIT_COMMITTER_EMAIL=test@example.com
-mkdir -p "$HOME"
+git_home
 
 python3 "$(dirname "$0")/http_sink.py" "$ROOT/port" "$ROOT/requests.json" &
 SINK_PID=$!
