@@ -338,22 +338,6 @@ procs_none() { # MARKER
 	[ -z "$(marked_pids "$1")" ]
 }
 
-# Wait for background process $1 to end (at most $2 s); its exit status in RC.
-wait_pid() { # PID SECONDS
-	local end=$(($(date +%s) + $2))
-	while alive "$1"; do
-		if [ "$(date +%s)" -ge "$end" ]; then
-			fail "process $1 did not end within $2 s"
-			kill -9 "$1" 2>/dev/null
-			RC=999
-			return 1
-		fi
-		sleep 0.05
-	done
-	wait "$1" 2>/dev/null
-	RC=$?
-}
-
 # GET (or METHOD with a JSON body) an admin endpoint; the answer on stdout.
 api() { # PATH [METHOD [BODY]]
 	curl -s -m 30 -X "${2:-GET}" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \

@@ -156,9 +156,8 @@ pipeline_done() {
 
 # ---- the disk fills up ----------------------------------------------------------------------------
 
-# An artifact larger than the free space: a clear 5xx, nothing listed, the temp file gone (a
-# smaller upload fits afterwards), and the server keeps serving.
-t_disk_full_upload() {
+# A server whose data directory is a small tmpfs, with a one-job pipeline leased to an agent.
+lease_on_small_disk() {
 	small_tmpfs || return
 	make_repo <<'EOF'
 jobs:
@@ -167,7 +166,13 @@ jobs:
       - run: echo a
 EOF
 	start_server "$MNT/data" || return
-	leased_job || return
+	leased_job
+}
+
+# An artifact larger than the free space: a clear 5xx, nothing listed, the temp file gone (a
+# smaller upload fits afterwards), and the server keeps serving.
+t_disk_full_upload() {
+	lease_on_small_disk || return
 	local before
 	before=$(free_kb "$MNT")
 	head -c 3000000 /dev/urandom >"$T/big.tar.gz"
@@ -194,15 +199,7 @@ EOF
 # A log append on a full disk: a clear 5xx, no acknowledged byte lost, no partial bytes taken for
 # written: the same append once there is room again gives exactly the bytes sent.
 t_disk_full_log() {
-	small_tmpfs || return
-	make_repo <<'EOF'
-jobs:
-  a:
-    steps:
-      - run: echo a
-EOF
-	start_server "$MNT/data" || return
-	leased_job || return
+	lease_on_small_disk || return
 	seq 1 2000 >"$T/part1" # ~9 KB
 	call POST "/api/v1/leases/$LEASE/log?offset=0" "$AT" --data-binary "@$T/part1"
 	expect_status "first append" 200

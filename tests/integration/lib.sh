@@ -141,6 +141,23 @@ expect_not_leaked() {
 	[ -z "$hits" ] || fail "'$s' appears in:$hits"
 }
 
+# wait_pid PID SECONDS: wait for a background child of this shell; its status in RC (on timeout
+# it is SIGKILLed, RC is 999 and the subtest fails).
+wait_pid() { # PID SECONDS
+	local end=$(($(date +%s) + $2))
+	while alive "$1"; do
+		if [ "$(date +%s)" -ge "$end" ]; then
+			fail "process $1 did not end within $2 s"
+			kill -9 "$1" 2>/dev/null
+			RC=999
+			return 1
+		fi
+		sleep 0.05
+	done
+	wait "$1" 2>/dev/null
+	RC=$?
+}
+
 # ---- running the runner -----------------------------------------------------------------------
 
 run() {

@@ -143,21 +143,6 @@ stop_procs() {
 	URL=
 }
 
-wait_pid() { # PID SECONDS
-	local end=$(($(date +%s) + $2))
-	while alive "$1"; do
-		if [ "$(date +%s)" -ge "$end" ]; then
-			fail "process $1 did not end within $2 s"
-			kill -9 "$1" 2>/dev/null
-			RC=999
-			return 1
-		fi
-		sleep 0.05
-	done
-	wait "$1" 2>/dev/null
-	RC=$?
-}
-
 # A repository $T/repo (branch main) with the workflow $T/p.yml as .pipeline.yml; SHA gets its
 # commit.
 make_repo() {
