@@ -13,6 +13,7 @@
 #include "git.h"
 #include "buf.h"
 #include "error.h"
+#include "gitca.h"
 #include "util.h"
 
 #include <git2.h>
@@ -43,7 +44,8 @@ static const char spec_tags[] = "+refs/tags/*:refs/tags/*";
 
 int rn_git_init(void)
 {
-	if (git_libgit2_init() < 0) {
+	/* the CA certificates are parsed by the first fetch over http(s) (gitca.h) */
+	if (rn_gitca_init() < 0) {
 		const git_error *e = git_error_last();
 		return rn_error_set("libgit2: %s", e && e->message ? e->message : "initialisation failed");
 	}
@@ -496,9 +498,17 @@ static int fetch_from(git_repository *repo, const char *url, const char *const *
 	ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
 	char *real = apply_insteadof(repo, url);
 	int err = git_remote_create_with_opts(&remote, real, &ro);
+	/* https (or http, which may redirect to it) verifies the server against the CA certificates */
+	int tls = strncasecmp(real, "http", 4) == 0;
 	free(real);
 	if (err < 0)
 		return git_fail(RN_EIO, c->src->fetch_url, "%s", c->src->shown);
+	if (tls && rn_gitca_load() < 0) {
+		char msg[MSG_MAX];
+		snprintf(msg, sizeof(msg), "%s", rn_error_last());
+		git_remote_free(remote);
+		return rn_error_set("fetching %s: %s", c->src->shown, msg);
+	}
 	git_fetch_options fo;
 	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
 	fo.callbacks.credentials = on_credentials;

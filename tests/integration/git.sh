@@ -104,10 +104,11 @@ start_git_daemon() {
 }
 
 # A small HTTP server running `git http-backend` for each request (chunked request bodies
-# included); with a token it requires Basic auth with that token as the password. It binds port
-# 0 and writes the port to PORTFILE once it listens.
+# included); with a token it requires Basic auth with that token as the password; with
+# $GIT_HTTP_TLS (a PEM file: certificate chain and key) it speaks https. It binds port 0 and
+# writes the port to PORTFILE once it listens.
 cat >"$ROOT/git_http.py" <<'PY'
-import base64, os, subprocess, sys
+import base64, os, ssl, subprocess, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 root, portfile, token = sys.argv[1], sys.argv[2], (sys.argv[3] if len(sys.argv) > 3 else "")
@@ -174,6 +175,10 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = serve
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if os.environ.get("GIT_HTTP_TLS"):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.environ["GIT_HTTP_TLS"])
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
 with open(portfile + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
 os.rename(portfile + ".tmp", portfile)
@@ -186,6 +191,7 @@ start_http() {
 	rm -f "$pf"
 	python3 "$ROOT/git_http.py" "$REPOS" "$pf" $tok 2>"$ROOT/http-$name.log" &
 	local pid=$!
+	export -n GIT_HTTP_TLS
 	SERVER_PIDS+=("$pid")
 	for i in $(seq 400); do
 		if [ -s "$pf" ] && port_open "$(cat "$pf")"; then
@@ -202,7 +208,27 @@ make_repos || { echo "1..0 # SKIP cannot build the test repositories"; exit 0; }
 start_git_daemon || echo "# git daemon did not start: the git:// tests will fail" >&2
 start_http open || echo "# the http server did not start" >&2
 start_http auth "$TOKEN" || echo "# the http server with auth did not start" >&2
+# https: a CA of the test's own signs the server's certificate for localhost
+SYSTEM_CA=/etc/ssl/certs/ca-certificates.crt # libgit2's default CA bundle on Debian
+make_tls() {
+	mkdir -p "$ROOT/tls" && cd "$ROOT/tls" || return 1
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=runner-test-ca \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null &&
+		openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost 2>/dev/null &&
+		printf 'subjectAltName=DNS:localhost\n' >ext &&
+		openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out srv.pem 2>/dev/null &&
+		cat srv.pem srv.key >server.pem
+	local rc=$?
+	cd - >/dev/null || return 1
+	return $rc
+}
+HTTPS_PORT_tls=
+if command -v openssl >/dev/null && make_tls; then
+	export GIT_HTTP_TLS=$ROOT/tls/server.pem
+	start_http tls || echo "# the https server did not start" >&2
+fi
 GIT_URL=git://127.0.0.1:$GIT_PORT
+HTTPS_URL=https://localhost:${HTTP_PORT_tls:-0}
 HTTP_URL=http://127.0.0.1:${HTTP_PORT_open:-0}
 AUTH_URL=http://127.0.0.1:${HTTP_PORT_auth:-0}
 
@@ -227,6 +253,17 @@ expect_head() {
 # The mirrors in the cache (not lock files).
 mirrors() {
 	find "${1:-$XDG_CACHE_HOME}/runner/git" -mindepth 1 -maxdepth 1 -type d -name '*.git' 2>/dev/null
+}
+
+# in_ca_ns CA_FILE CMD...: CMD in a mount namespace of its own where CA_FILE is the system's CA
+# bundle (1 if that cannot be arranged: needs root or an unprivileged user namespace).
+in_ca_ns() {
+	local ca=$1
+	shift
+	unshare -m true 2>/dev/null || unshare -rm true 2>/dev/null || return 1
+	local u=-m
+	unshare -m true 2>/dev/null || u=-rm
+	unshare $u sh -c 'mount --bind "$0" "$1" && shift && exec "$@"' "$ca" "$SYSTEM_CA" "$@"
 }
 
 # ---- cases ------------------------------------------------------------------------------------
@@ -274,6 +311,32 @@ t_short_sha_over_http() {
 	expect_rc 0
 	expect_head "$T/ws/short" "$sha"
 	expect_grep "^$HTTP_URL/app.git: fetched [0-9]+ objects" "$T/out"
+}
+
+# libgit2 would parse the system's CA bundle when it starts (~8 ms); the runner puts that off
+# until a fetch over https (runner/gitca.h). That fetch must still verify the server: it works
+# with the test's CA in the bundle, and fails (certificate) with the real system bundle.
+t_https_verified() {
+	if [ -z "$HTTP_PORT_tls" ] || [ ! -f "$SYSTEM_CA" ] || ! in_ca_ns "$ROOT/tls/ca.pem" true; then
+		skip "needs openssl, $SYSTEM_CA and a mount namespace"
+		return
+	fi
+	local sha
+	sha=$(rev "$REPOS/app.git" feature)
+	mkdir -p "$T/ws"
+	printf '{"with": {"repo": "%s/app.git", "ref": "feature", "path": "s"}}\n' "$HTTPS_URL" >"$T/step.json"
+	: >"$T/outputs"
+	(cd "$T" && RUNNER_WORKSPACE=$T/ws RUNNER_OUTPUT=$T/outputs in_ca_ns "$ROOT/tls/ca.pem" \
+		timeout -k 5 "$RNIT_TIMEOUT" "$RUNNER" __step checkout "$T/step.json") >"$T/out" 2>"$T/err" </dev/null
+	RC=$?
+	expect_rc 0
+	expect_head "$T/ws/s" "$sha"
+	expect_grep "^$HTTPS_URL/app.git: fetched [0-9]+ objects" "$T/out"
+	# the system's bundle does not know the test's CA: refused, nothing checked out
+	co "{\"repo\": \"$HTTPS_URL/app.git\", \"path\": \"t\"}"
+	expect_rc 3
+	expect_grep "certificate" "$T/err"
+	expect_no_file "$T/ws/t/README"
 }
 
 t_default_branch_over_http() {
@@ -524,6 +587,7 @@ add "tag from a file:// URL" t_tag_by_file_url
 add "full sha over git://" t_full_sha_over_git_daemon
 add "short sha over http://" t_short_sha_over_http
 add "default branch over http://" t_default_branch_over_http
+add "https: CA certificates loaded when needed, server verified" t_https_verified
 add "second checkout reuses the mirror" t_mirror_reused
 add "submodules over git://" t_submodules
 add "submodules over http://" t_submodules_over_http

@@ -8,9 +8,11 @@
 
 #include "error.h"
 #include "git.h"
+#include "gitca.h"
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -566,9 +568,35 @@ static void test_clean_workspace(void **state)
 	free(untracked);
 }
 
+/* rn_git_init records libgit2's default CA location instead of parsing it; rn_gitca_load parses
+ * it once; the next initialisation after a full shutdown puts it off again. (The https fetch
+ * that needs them is in tests/integration/git.sh.) */
+static void test_ca_deferred(void **state)
+{
+	(void)state;
+	if (!dlsym(RTLD_DEFAULT, "mbedtls_x509_crt_init")) {
+		skip(); /* a libgit2 on another TLS library parses nothing at init */
+		return;
+	}
+	assert_int_equal(rn_git_init(), 0);
+	const char *p = rn_gitca_pending();
+	assert_non_null(p);
+	assert_int_equal(access(p, R_OK), 0);
+	assert_int_equal(rn_gitca_load(), 0);
+	assert_null(rn_gitca_pending());
+	assert_int_equal(rn_gitca_load(), 0); /* once */
+	/* every reference dropped (this test's and group_setup's): libgit2 starts again, and puts
+	 * the parse off again; the new reference is group_setup's again */
+	rn_git_shutdown();
+	rn_git_shutdown();
+	assert_int_equal(rn_git_init(), 0);
+	assert_non_null(rn_gitca_pending());
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ca_deferred), /* first: only group_setup holds libgit2 */
 		cmocka_unit_test(test_redact_url),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_cache_dir),
