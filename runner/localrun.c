@@ -1,5 +1,6 @@
 /* localrun.c - `runner run`: set up a run (id, workspace, secrets, sinks) and drive the engine. */
 #include "localrun.h"
+#include "proc.h"
 #include "diag.h"
 #include "engine.h"
 #include "error.h"
@@ -169,6 +170,22 @@ static int describe_wait(describe_job *j, json_t **git)
 	return j->rc < 0 ? rn_error_set("%s", j->err) : 0;
 }
 
+/* Steps of the selected jobs that will run without a sandbox (every matrix instance counted,
+ * up to 2: that is all the caller asks). */
+static size_t unsandboxed_steps(const rn_graph *g, int no_sandbox)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < g->n && n < 2; i++) {
+		if (!g->nodes[i].selected)
+			continue;
+		const rn_job *job = g->nodes[i].job;
+		for (size_t k = 0; k < job->nsteps && n < 2; k++)
+			if (no_sandbox || job->steps[k].sandbox.enabled == 0)
+				n++;
+	}
+	return n;
+}
+
 int rn_local_run(const rn_local_opts *o)
 {
 	int exit_code = EXIT_OK;
@@ -221,6 +238,9 @@ int rn_local_run(const rn_local_opts *o)
 		exit_code = EXIT_INFRA;
 		goto done;
 	}
+	/* two unsandboxed steps or more: the fork server starts while the repository is read */
+	if (unsandboxed_steps(&g, o->no_sandbox) >= 2)
+		rn_proc_prestart();
 	/* git.* contexts come from the working tree's repository ({} outside one) */
 	if (describe_wait(&dj, &git) < 0) {
 		fprintf(stderr, "runner run: %s\n", rn_error_last());

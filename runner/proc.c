@@ -2,9 +2,11 @@
  * design, shim.c for the shim itself, shimd.c for the fork server, docs/fork-server.md).
  *
  *   runner (child subreaper)
- *     runner-shim       the fork server (started at the second unsandboxed step); subreaper
+ *     runner-shim       the fork server (started at the second unsandboxed step, or by
+ *                       rn_proc_prestart); subreaper
  *       shim            one per running step, kept by the server for the next step
- *     shim              forked by the runner itself (sandboxed steps, the first two steps, or
+ *     shim              forked by the runner itself (sandboxed steps, the first two steps when
+ *                       the server was not started early, or
  *                       when the server is unavailable)
  *         command ...   the step's tree
  *
@@ -89,10 +91,11 @@ static void shim_del(pid_t pid)
 
 /* ---- the fork server */
 
-/* UNTRIED -> (second unsandboxed step: spawned, the step is forked here) STARTING -> (next step:
- * its hello read) UP; it dies: UNTRIED again (the next step spawns another), or OFF after
- * SERVER_MAX_FAILURES; OFF: no server. A run of one step never starts it: its start-up (an exec,
- * the dynamic loader, a fork) would cost that run more than the one fork it saves. */
+/* UNTRIED -> (second unsandboxed step: spawned, the step is forked here; or rn_proc_prestart)
+ * STARTING -> (next step: its hello read) UP; it dies: UNTRIED again (the next step spawns
+ * another), or OFF after SERVER_MAX_FAILURES; OFF: no server. A run of one step never starts it:
+ * its start-up (an exec, the dynamic loader, a fork) would cost that run more than the one fork
+ * it saves. */
 enum { SRV_UNTRIED, SRV_STARTING, SRV_UP, SRV_OFF };
 
 static struct {
@@ -278,6 +281,26 @@ static int server_spawn(void)
 	return 0;
 }
 
+/* In a fork of the process that owns the server: drop our copy of its socket (not ours). */
+static void server_forget_inherited(void)
+{
+	if ((g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) && g_srv.owner != getpid()) {
+		close(g_srv.sock);
+		g_srv.sock = -1;
+		g_srv.pid = -1;
+		g_srv.state = SRV_UNTRIED;
+	}
+}
+
+void rn_proc_prestart(void)
+{
+	server_forget_inherited();
+	if (g_srv.state == SRV_UNTRIED) {
+		g_srv.asked = 2;
+		server_spawn();
+	}
+}
+
 /* Read the hello of a server that was spawned (waiting for it if it is not there yet). 0, or -1
  * with the server off (not the runner-shim of this build, or it could not set up). */
 static int server_hello(void)
@@ -315,13 +338,7 @@ static char *put_string(char *w, const char *s)
  * -2 the server died after it had the request (the caller must find out whether a shim ran). */
 static int server_request(rn_proc *p, const rn_shim_ctx *c)
 {
-	if ((g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) && g_srv.owner != getpid()) {
-		/* we are a fork of the process that owns the server: drop our copy of its socket */
-		close(g_srv.sock);
-		g_srv.sock = -1;
-		g_srv.pid = -1;
-		g_srv.state = SRV_UNTRIED;
-	}
+	server_forget_inherited();
 	if (g_srv.state == SRV_UNTRIED) {
 		/* its start-up (an exec, its first shim's fork) would delay this step: fork this one
 		 * here */

@@ -10,7 +10,7 @@
  * Who forks the shim:
  * - Steps without a sandbox: the fork server `runner-shim` (shimd.c), a small libc-only program
  *   started once per process (posix_spawn, an AF_UNIX socketpair) at the second such step, which
- *   is forked here while it starts; the steps after go through it. Its shims are forked from a
+ *   is forked here while it starts, or earlier by rn_proc_prestart; the steps after go through it. Its shims are forked from a
  *   small process, in advance, and take one step after another. It is found next to the running
  *   executable (/proc/self/exe), or at $RUNNER_SHIM when that is set. The runner signals a shim
  *   through a pidfd the server sends back (no pid-reuse race: the server, not the runner, is the
@@ -124,6 +124,11 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r);
  * SIGKILL any such orphan still running, with its descendants; notice a dead fork server (it is
  * started again at the next step). Safe to call at any time (the engine calls it on SIGCHLD). */
 void rn_proc_reap_strays(void);
+/* Start the fork server now, without waiting for it, when a run knows it will start several
+ * unsandboxed steps: its start-up (an exec, its first shim's fork) then overlaps the run's own
+ * and no step is forked here. Safe while other threads run (posix_spawn). A no-op when a server
+ * runs or starts, or when it is off. */
+void rn_proc_prestart(void);
 /* Stop the fork server, if one runs (it kills what is left of its steps' trees; waits for it),
  * and forget what is known about it: the next unsandboxed step looks for runner-shim again. */
 void rn_proc_shutdown(void);

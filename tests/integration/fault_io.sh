@@ -421,7 +421,8 @@ t_fork_server_steps() {
 		done
 		[ -z "$bad" ] || fail "profile $p: wrong logs of steps$bad"
 		shim=$(cat "$T"/parent-* 2>/dev/null | grep -c '^runner-shim$')
-		# proc.h: the server starts at the second unsandboxed step and takes the ones after it
+		# proc.h: the server starts before the first (or at the second) unsandboxed step and takes
+		# the ones after it
 		expect_ge "profile $p: steps whose shim came from runner-shim" "$shim" 9
 		rm -rf "$T/.runner/logs"
 	done
