@@ -7,6 +7,7 @@
  * location (GIT_OPT_SET_SSL_CERT_LOCATIONS), which calls through here to the real parser. */
 #include "gitca.h"
 #include "error.h"
+#include "util.h"
 
 #include <git2.h>
 
@@ -31,7 +32,7 @@ static void defer(int dir, const char *path)
 	pthread_mutex_lock(&lock);
 	char **slot = dir ? &pending_dir : &pending_file;
 	free(*slot);
-	*slot = path ? strdup(path) : NULL;
+	*slot = rn_xstrdup(path);
 	pthread_mutex_unlock(&lock);
 }
 
@@ -40,24 +41,25 @@ static void defer(int dir, const char *path)
 int mbedtls_x509_crt_parse_file(struct mbedtls_x509_crt *chain, const char *path);
 int mbedtls_x509_crt_parse_path(struct mbedtls_x509_crt *chain, const char *path);
 
-int mbedtls_x509_crt_parse_file(struct mbedtls_x509_crt *chain, const char *path)
+/* The parser of a file (dir = 0) or directory: recorded during rn_gitca_init, else mbedTLS's. */
+static int parse(int dir, struct mbedtls_x509_crt *chain, const char *path)
 {
 	if (in_init) {
-		defer(0, path);
+		defer(dir, path);
 		return 0;
 	}
-	parse_fn real = (parse_fn)dlsym(RTLD_NEXT, "mbedtls_x509_crt_parse_file");
+	parse_fn real = (parse_fn)dlsym(RTLD_NEXT, dir ? "mbedtls_x509_crt_parse_path" : "mbedtls_x509_crt_parse_file");
 	return real ? real(chain, path) : X509_FILE_IO_ERROR;
+}
+
+int mbedtls_x509_crt_parse_file(struct mbedtls_x509_crt *chain, const char *path)
+{
+	return parse(0, chain, path);
 }
 
 int mbedtls_x509_crt_parse_path(struct mbedtls_x509_crt *chain, const char *path)
 {
-	if (in_init) {
-		defer(1, path);
-		return 0;
-	}
-	parse_fn real = (parse_fn)dlsym(RTLD_NEXT, "mbedtls_x509_crt_parse_path");
-	return real ? real(chain, path) : X509_FILE_IO_ERROR;
+	return parse(1, chain, path);
 }
 
 int rn_gitca_init(void)
