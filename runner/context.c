@@ -136,37 +136,57 @@ int rn_context_expand_json(json_t **out, const json_t *v, const rn_expr_env *ee)
 typedef struct strv {
 	char **v;
 	size_t n, cap;
+	size_t *index;  /* open addressing by NAME: 1 + position in v, 0 empty */
+	size_t nindex;  /* a power of two, at least twice n */
 } strv;
+
+/* The index slot of the name of kv (nl bytes): the one holding it, else the empty one. */
+static size_t *strv_slot(const strv *s, const char *kv, size_t nl)
+{
+	size_t mask = s->nindex - 1;
+	for (size_t i = rn_hash(kv, nl) & mask;; i = (i + 1) & mask) {
+		const char *e = s->index[i] ? s->v[s->index[i] - 1] : NULL;
+		if (!e || (strncmp(e, kv, nl) == 0 && e[nl] == '='))
+			return &s->index[i];
+	}
+}
 
 /* Set NAME=value, replacing an earlier NAME. */
 static void strv_set(strv *s, const char *kv)
 {
 	size_t nl = strcspn(kv, "=");
-	for (size_t i = 0; i < s->n; i++) {
-		if (strncmp(s->v[i], kv, nl) == 0 && s->v[i][nl] == '=') {
-			free(s->v[i]);
-			s->v[i] = rn_xstrdup(kv);
-			return;
-		}
+	if (2 * (s->n + 1) > s->nindex) {
+		free(s->index);
+		s->nindex = s->nindex ? 2 * s->nindex : 128;
+		s->index = rn_xcalloc(s->nindex, sizeof(*s->index));
+		for (size_t i = 0; i < s->n; i++)
+			*strv_slot(s, s->v[i], strcspn(s->v[i], "=")) = i + 1;
+	}
+	size_t *slot = strv_slot(s, kv, nl);
+	if (*slot) {
+		free(s->v[*slot - 1]);
+		s->v[*slot - 1] = rn_xstrdup(kv);
+		return;
 	}
 	rn_grow(&s->v, &s->cap, s->n + 2, sizeof(*s->v));
 	s->v[s->n++] = rn_xstrdup(kv);
 	s->v[s->n] = NULL;
+	*slot = s->n;
 }
 
 static const char *strv_get(const strv *s, const char *name)
 {
+	if (!s->nindex)
+		return NULL;
 	size_t nl = strlen(name);
-	for (size_t i = 0; i < s->n; i++)
-		if (strncmp(s->v[i], name, nl) == 0 && s->v[i][nl] == '=')
-			return s->v[i] + nl + 1;
-	return NULL;
+	size_t *slot = strv_slot(s, name, nl);
+	return *slot ? s->v[*slot - 1] + nl + 1 : NULL;
 }
 
 char **rn_context_environ(char *const *base, json_t *env, const char *const *extra, size_t nextra,
 			  json_t *path_prepend)
 {
-	strv s = { NULL, 0, 0 };
+	strv s = { NULL, 0, 0, NULL, 0 };
 	for (size_t i = 0; base && base[i]; i++) {
 		if (rn_startswith(base[i], "RUNNER_SECRET_") || !strchr(base[i], '='))
 			continue;
@@ -198,6 +218,7 @@ char **rn_context_environ(char *const *base, json_t *env, const char *const *ext
 	if (!s.v) {
 		s.v = rn_xcalloc(1, sizeof(*s.v));
 	}
+	free(s.index);
 	return s.v;
 }
 

@@ -719,23 +719,34 @@ static void job_advance(engine *e, jobrun *j)
 static void ready_users(engine *e, jobrun *j);
 static void job_ready(engine *e, jobrun *j);
 
-/* Remove everything in dir but the shared script file (rewritten before every step). */
+/* Remove everything in dir but the shared script file (rewritten before every step). Read with
+ * getdents64 into a buffer on the stack: opendir's 32 KiB allocation per job cost more than the
+ * listing of a directory that usually holds that one file. */
 static int empty_dir(const char *dir)
 {
-	DIR *d = opendir(dir);
-	if (!d)
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
 		return rn_error_errno("%s", dir);
 	int rc = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "step.sh"))
-			continue;
-		char *p = rn_xasprintf("%s/%s", dir, de->d_name);
-		if (rn_rm_rf(p) < 0)
-			rc = RN_EIO;
-		free(p);
+	char buf[4096] __attribute__((aligned(8)));
+	ssize_t got;
+	while ((got = getdents64(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; off < got;) {
+			const struct dirent64 *de = (const struct dirent64 *)(buf + off);
+			off += de->d_reclen;
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "step.sh"))
+				continue;
+			if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN && unlinkat(fd, de->d_name, 0) == 0)
+				continue;
+			char *p = rn_xasprintf("%s/%s", dir, de->d_name);
+			if (rn_rm_rf(p) < 0)
+				rc = RN_EIO;
+			free(p);
+		}
 	}
-	closedir(d);
+	if (got < 0)
+		rc = rn_error_errno("%s", dir);
+	close(fd);
 	return rc;
 }
 

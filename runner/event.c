@@ -155,15 +155,35 @@ static void set_str(char **dst, char *val)
 	*dst = val;
 }
 
+/* The index slot of name: the one holding it, else the empty one where it goes. */
+static size_t *index_slot(const rn_runrec *r, const char *name)
+{
+	size_t mask = r->nindex - 1;
+	for (size_t i = rn_hash(name, strlen(name)) & mask;; i = (i + 1) & mask)
+		if (!r->index[i] || strcmp(r->jobs[r->index[i] - 1]->key, name) == 0)
+			return &r->index[i];
+}
+
+/* Room in the index for one more job (kept at most half full). */
+static void index_grow(rn_runrec *r)
+{
+	if (2 * (r->njobs + 1) <= r->nindex)
+		return;
+	free(r->index);
+	r->nindex = r->nindex ? 2 * r->nindex : 64;
+	r->index = rn_xcalloc(r->nindex, sizeof(*r->index));
+	for (size_t i = 0; i < r->njobs; i++)
+		*index_slot(r, r->jobs[i]->key) = i + 1;
+}
+
 static rn_jobrec *find_job(rn_runrec *r, const char *name, int create)
 {
 	if (r->last < r->njobs && strcmp(r->jobs[r->last]->key, name) == 0)
 		return r->jobs[r->last];
-	for (size_t i = 0; i < r->njobs; i++) {
-		if (strcmp(r->jobs[i]->key, name) == 0) {
-			r->last = i;
-			return r->jobs[i];
-		}
+	size_t *slot = r->nindex ? index_slot(r, name) : NULL;
+	if (slot && *slot) {
+		r->last = *slot - 1;
+		return r->jobs[r->last];
 	}
 	if (!create)
 		return NULL;
@@ -172,9 +192,11 @@ static rn_jobrec *find_job(rn_runrec *r, const char *name, int create)
 	j->name = rn_event_mask(r->m, name);
 	j->status = RN_ST_PENDING;
 	j->running_step = -1;
+	index_grow(r);
 	rn_grow(&r->jobs, &r->capjobs, r->njobs + 1, sizeof(*r->jobs));
 	r->last = r->njobs;
 	r->jobs[r->njobs++] = j;
+	*index_slot(r, name) = r->njobs;
 	return j;
 }
 
@@ -456,6 +478,7 @@ void rn_runrec_free(rn_runrec *r)
 		free(j);
 	}
 	free(r->jobs);
+	free(r->index);
 	free(r->run_id);
 	free(r->pipeline);
 	memset(r, 0, sizeof(*r));

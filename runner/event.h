@@ -163,6 +163,8 @@ typedef struct rn_runrec {
 	rn_jobrec **jobs;
 	size_t njobs, capjobs;
 	size_t last;           /* lookup cache: index of the last job found */
+	size_t *index;         /* open addressing by job key: 1 + index into jobs, 0 empty */
+	size_t nindex;         /* slots in index (a power of two, 0 before the first job) */
 	size_t tail_max;       /* 0, or keep the last tail_lines_max lines / tail_max bytes */
 	size_t tail_lines_max;
 } rn_runrec;

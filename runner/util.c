@@ -106,6 +106,14 @@ int rn_startswith(const char *s, const char *prefix)
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+size_t rn_hash(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211u;
+	return (size_t)h;
+}
+
 size_t rn_edit_distance(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);

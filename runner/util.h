@@ -27,6 +27,8 @@ int64_t rn_now_ms(void);
 int64_t rn_wall_ms(void);
 /* 1 if s starts with prefix. */
 int rn_startswith(const char *s, const char *prefix);
+/* FNV-1a hash of the n bytes at s (for hash tables). */
+size_t rn_hash(const char *s, size_t n);
 /* Levenshtein distance between a and b (for "did you mean" suggestions). */
 size_t rn_edit_distance(const char *a, const char *b);
 /* Write all of buf to fd, retrying on EINTR and short writes; 0 or RN_EIO. */

@@ -184,6 +184,8 @@ jobs:
           [ -d "$RUNNER_TEMP" ] && [ -w "$RUNNER_TEMP" ] && echo yes > "@T@/temp-is-dir"
           echo "$RUNNER_TEMP" > "@T@/temp-first"
           touch "$RUNNER_TEMP/left-by-first"
+          mkdir -p "$RUNNER_TEMP/dir-by-first/d" && touch "$RUNNER_TEMP/dir-by-first/d/f"
+          ln -s / "$RUNNER_TEMP/link-by-first"
   second:
     needs: first
     steps:
@@ -213,6 +215,8 @@ EOF
 	expect_eq "RUNNER_TEMP is a writable directory" "$(cat "$T/temp-is-dir" 2>/dev/null)" yes
 	expect_eq "a file of the first job's RUNNER_TEMP, seen from the next job" "$(cat "$T/first-file" 2>/dev/null)" gone
 	expect_no_grep 'left-by-first' "$T/second-temp-content"
+	expect_no_grep 'dir-by-first' "$T/second-temp-content"
+	expect_no_grep 'link-by-first' "$T/second-temp-content"
 	expect_no_file "$T/lingering"
 	want=$(cat "$T/temp-first" 2>/dev/null)
 	[ -n "$want" ] && [ -e "$want" ] && fail "RUNNER_TEMP $want still exists after the run"
