@@ -132,6 +132,7 @@ typedef struct rn_steprec {
 	char *log_path;        /* the engine's log_path of the last attempt (not masked) or NULL */
 	char *reason;          /* masked or NULL */
 	void *file;            /* logdir sink: the open log file (FILE *) */
+	int logged;            /* sink_logdir: this attempt's log file was created */
 	struct rn_buf *tail;   /* with rn_runrec.tail_max: the last lines of the current attempt
 	                        * (each line cut to tail_max / 8 bytes, marked with "…") */
 	size_t tail_lines;     /* complete lines in tail */

@@ -95,6 +95,7 @@ static void open_log(logdir_sink *l, rn_steprec *s, const char *log_path)
 			close(fd);
 	}
 	s->file = f;
+	s->logged = f != NULL;
 	free(path);
 }
 
@@ -107,8 +108,10 @@ static void logdir_event(rn_sink *sink, const rn_event *ev)
 	case RN_EV_STEP_STARTED:
 		/* the log file is created by the first line of output: creating files is the
 		 * largest cost of a silent step on some file systems */
-		if (s)
+		if (s) {
 			close_log(l, s);
+			s->logged = 0;
+		}
 		break;
 	case RN_EV_OUTPUT: {
 		if (s && !s->file && s->running && s->log_path)
@@ -204,10 +207,7 @@ static json_t *summary_json(const logdir_sink *l)
 			json_object_set_new(so, "cpu_sys_s", json_real(s->cpu_sys_s));
 			json_object_set_new(so, "max_rss_kb", json_integer(s->max_rss_kb));
 			/* a step that printed nothing has no log file */
-			char *full = s->log_path ? full_path(l, s->log_path) : NULL;
-			int exists = full && access(full, F_OK) == 0;
-			free(full);
-			json_object_set_new(so, "log", exists ? jstr(rel_path(l, s->log_path)) : json_null());
+			json_object_set_new(so, "log", s->logged && s->log_path ? jstr(rel_path(l, s->log_path)) : json_null());
 			json_object_set_new(so, "reason", jstr(s->reason));
 			json_object_set_new(so, "continue_on_error", json_boolean(s->continue_on_error));
 			json_array_append_new(steps, so);

@@ -674,6 +674,24 @@ EOF
 	[ -s "$T/check" ] && fail "$(cat "$T/check")"
 }
 
+# The same --log-dir for two runs: the first leaves j's log file; in the second the step prints
+# nothing, so its summary.json names no log although a file is at that path.
+t_log_dir_reused() {
+	workflow <<'EOF'
+jobs:
+  j:
+    steps:
+      - name: maybe
+        run: '[ -z "${SAY:-}" ] || echo "$SAY"'
+EOF
+	run run --no-color --log-dir "$T/logs" --env SAY=hello p.yml
+	expect_rc 0
+	expect_eq "log of the first run" "$(cat "$(step_log j 0 "$T/logs")" 2>/dev/null)" hello
+	run run --no-color --log-dir "$T/logs" p.yml
+	expect_rc 0
+	expect_eq "log field of the second run" "$(js "$T/logs/summary.json" 'd["jobs"][0]["steps"][0]["log"]')" null
+}
+
 add "secrets masked in console, logs, summary.json, --json and --junit" t_mask_everywhere
 add "secret split across writes is masked" t_mask_split_writes
 add "base64 forms of a secret are masked" t_mask_base64
@@ -692,4 +710,5 @@ add "--json: every line parses, events and statuses right" t_json_events
 add "--junit: valid XML, right testcases and failure count" t_junit
 add "--no-color and NO_COLOR: no escape codes" t_no_color
 add "--log-dir: per-step logs and summary.json with status, exit code, attempts, time, CPU, RSS" t_log_dir
+add "--log-dir used twice: a silent step names no log, not the last run's" t_log_dir_reused
 run_all
