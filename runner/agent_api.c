@@ -233,7 +233,7 @@ int rn_api_download(const rn_api *api, const char *path, const char *dest, uint6
 	CURLcode cc = curl_easy_perform(d.h);
 	curl_easy_getinfo(d.h, CURLINFO_RESPONSE_CODE, status);
 	if (d.too_big) {
-		rc = rn_error_set("GET %s: larger than %llu bytes", path, (unsigned long long)max);
+		rn_error_set("GET %s: larger than %llu bytes", path, (unsigned long long)max);
 		rc = RN_ETOOBIG;
 	} else if (d.io_err) {
 		errno = d.err_no;

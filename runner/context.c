@@ -163,7 +163,7 @@ static void strv_set(strv *s, const char *kv)
 			*strv_slot(s, s->v[i], strcspn(s->v[i], "=")) = i + 1;
 	}
 	size_t *slot = strv_slot(s, kv, nl);
-	if (*slot) {
+	if (*slot && s->v) { /* a slot in use points into v */
 		free(s->v[*slot - 1]);
 		s->v[*slot - 1] = rn_xstrdup(kv);
 		return;
@@ -180,7 +180,7 @@ static const char *strv_get(const strv *s, const char *name)
 		return NULL;
 	size_t nl = strlen(name);
 	size_t *slot = strv_slot(s, name, nl);
-	return *slot ? s->v[*slot - 1] + nl + 1 : NULL;
+	return *slot && s->v ? s->v[*slot - 1] + nl + 1 : NULL;
 }
 
 char **rn_context_environ(char *const *base, json_t *env, const char *const *extra, size_t nextra,

@@ -733,7 +733,7 @@ static void advance(rn_coord *c, pset *ps, int64_t now)
 		started |= ps->v[i].state == RN_JS_ASSIGNED || ps->v[i].state == RN_JS_RUNNING ||
 			   ps->v[i].started_ms != 0;
 	}
-	rn_pstate st = ps->p.state;
+	rn_pstate st;
 	if (all_final) {
 		/* as `runner run`: a cancelled run is cancelled, else a failure fails it; a job cancelled
 		 * on its own (a user's cancel, an agent stopped) leaves it cancelled, not successful */

@@ -412,8 +412,8 @@ int rn_cmd_serve(int argc, char **argv)
 		goto done;
 	}
 	free(lock_path);
-	if (load_tokens(o.data, &admin, &reg) < 0) {
-		fprintf(stderr, "runner serve: tokens: %s\n", rn_error_last());
+	if (load_tokens(o.data, &admin, &reg) < 0 || !admin || !reg) {
+		fprintf(stderr, "runner serve: tokens: %s\n", admin && reg ? rn_error_last() : "none could be set up");
 		goto done;
 	}
 	if (strlen(admin) < 16 || strlen(reg) < 16)
