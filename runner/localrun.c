@@ -356,6 +356,9 @@ done:
 		rn_rm_rf(clean);
 		free(clean);
 	}
+	/* a run that made no artifact leaves no empty .runner/artifacts/RUN_ID behind */
+	if (artifacts)
+		rmdir(artifacts);
 	free(run_id);
 	free(log_dir);
 	free(artifacts);

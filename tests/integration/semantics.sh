@@ -917,6 +917,17 @@ EOF
 	local n
 	n=$(find "$T/.runner/artifacts" -type f 2>/dev/null | wc -l)
 	expect_ge "files in .runner/artifacts/<run-id>/" "$n" 1
+	# a run that packages nothing leaves no empty store behind
+	workflow <<'EOF'
+jobs:
+  plain:
+    steps:
+      - run: test -d "$RUNNER_ARTIFACTS"
+EOF
+	run run p.yml
+	expect_rc 0
+	expect_eq "artifact stores after a second run, without artifacts" \
+		"$(find "$T/.runner/artifacts" -mindepth 1 -maxdepth 1 -type d | wc -l)" 1
 }
 
 add "RUNNER_OUTPUT key=value and heredoc reach steps.<id>.outputs" t_step_outputs
