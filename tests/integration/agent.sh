@@ -294,17 +294,7 @@ declare -A APID ADIR
 # Start `runner serve` on 127.0.0.1 (port $PORT, default 0) with data in $T/MARK-srv; URL gets its
 # base URL. Extra arguments are passed on (the environment too: RUNNER_SECRET_*).
 start_server() {
-	SDATA=$T/$MARK-srv
-	rm -f "$SDATA/address"
-	(exec env RUNNER_ADMIN_TOKEN="$ADMIN" RUNNER_REGISTRATION_TOKEN="$REG" "$RUNNER" serve \
-		--listen "127.0.0.1:${PORT:-0}" --data "$SDATA" "$@") >>"$T/server.log" 2>&1 </dev/null &
-	SPID=$!
-	if ! wait_for 30 test -s "$SDATA/address"; then
-		fail "the server did not start"
-		return 1
-	fi
-	URL=$(cat "$SDATA/address")
-	PORT=${URL##*:}
+	serve_at "$T/$MARK-srv" "$@"
 }
 
 # Start an agent NAME (work dir $T/MARK-NAME, log $T/NAME.log); extra arguments are passed on.

@@ -27,22 +27,6 @@ make_repo() {
 	git -C "$T/repo" commit -qm fixture
 }
 
-# start_server DATA [ARGS...]: `runner serve` on 127.0.0.1 (port $PORT, default 0); URL, SPID.
-start_server() {
-	SDATA=$1
-	shift
-	rm -f "$SDATA/address"
-	(exec env RUNNER_ADMIN_TOKEN="$ADMIN" RUNNER_REGISTRATION_TOKEN="$REG" "$RUNNER" serve \
-		--listen "127.0.0.1:${PORT:-0}" --data "$SDATA" "$@") >>"$T/server.log" 2>&1 </dev/null &
-	SPID=$!
-	if ! wait_for 30 test -s "$SDATA/address"; then
-		fail "the server did not start: $(tail -n 3 "$T/server.log")"
-		return 1
-	fi
-	URL=$(cat "$SDATA/address")
-	PORT=${URL##*:}
-}
-
 # kill9_server: SIGKILL and reap it.
 kill9_server() {
 	kill -9 "$SPID" 2>/dev/null
@@ -165,7 +149,7 @@ jobs:
     steps:
       - run: echo a
 EOF
-	start_server "$MNT/data" || return
+	serve_at "$MNT/data" || return
 	leased_job
 }
 
@@ -238,7 +222,7 @@ jobs:
     steps:
       - run: echo a
 EOF
-	start_server "$T/$MARK-data" || return
+	serve_at "$T/$MARK-data" || return
 	leased_job || return
 	head -c 4000000 /dev/urandom >"$T/a.tar.gz"
 	(curl -s -o /dev/null -X PUT -H "Authorization: Bearer $AT" -H 'Expect:' --limit-rate 400k \
@@ -250,7 +234,7 @@ EOF
 	kill9_server
 	wait "$cpid" 2>/dev/null
 	expect_eq "temp files before the restart" "$(find "$SDATA/tmp" -type f | wc -l)" 1
-	start_server "$SDATA" || return
+	serve_at "$SDATA" || return
 	expect_eq "artifacts after the restart" "$(artifact_names)" ""
 	call GET "/api/v1/pipelines/$PIPE/artifacts/a.tar.gz" "$ADMIN"
 	expect_status "download of the half-uploaded artifact" 404
@@ -279,7 +263,7 @@ jobs:
           for i in \$(seq 1 300); do echo "after \$i"; done
 EOF
 	make_repo <"$T/p.yml"
-	start_server "$T/$MARK-data" || return
+	serve_at "$T/$MARK-data" || return
 	start_agent a1 --keep-workspace || return
 	call POST /api/v1/pipelines "$ADMIN" -H 'Content-Type: application/json' -d "{\"repo\": \"$T/repo\"}"
 	expect_status submit 201
@@ -290,7 +274,7 @@ EOF
 		fail "no log reached the server"
 	kill9_server
 	sleep 1 # (the server is away while the job prints)
-	start_server "$SDATA" || return
+	serve_at "$SDATA" || return
 	touch "$T/go"
 	wait_for 120 pipeline_done || fail "the job did not finish"
 	expect_eq "pipeline" "$(pipe_status)" success
@@ -317,7 +301,7 @@ jobs:
     steps:
       - run: echo reconnected-fine
 EOF
-	start_server "$T/$MARK-data" || return
+	serve_at "$T/$MARK-data" || return
 	start_agent a1 || return
 	local polls_before
 	kill9_server
@@ -327,7 +311,7 @@ EOF
 	lines=$(($(wc -l <"$T/a1.log") - polls_before))
 	[ "$lines" -le 30 ] || fail "the agent logged $lines lines in 3 s without a server (no backoff?)"
 	alive "$APID" || fail "the agent exited without its server"
-	start_server "$SDATA" || return
+	serve_at "$SDATA" || return
 	call POST /api/v1/pipelines "$ADMIN" -H 'Content-Type: application/json' -d "{\"repo\": \"$T/repo\"}"
 	expect_status submit 201
 	PIPE=$(jb 'd["id"]')

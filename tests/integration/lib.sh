@@ -158,6 +158,24 @@ wait_pid() { # PID SECONDS
 	RC=$?
 }
 
+# serve_at DATA [ARGS...]: `runner serve` on 127.0.0.1:${PORT:-0} with its data in DATA ($ADMIN
+# and $REG as tokens, output appended to $T/server.log), in the background; sets SDATA, SPID,
+# URL and PORT once it listens. 1 (and a failed subtest) if it does not start.
+serve_at() {
+	SDATA=$1
+	shift
+	rm -f "$SDATA/address"
+	(exec env RUNNER_ADMIN_TOKEN="$ADMIN" RUNNER_REGISTRATION_TOKEN="$REG" "$RUNNER" serve \
+		--listen "127.0.0.1:${PORT:-0}" --data "$SDATA" "$@") >>"$T/server.log" 2>&1 </dev/null &
+	SPID=$!
+	if ! wait_for 30 test -s "$SDATA/address"; then
+		fail "the server did not start: $(tail -n 3 "$T/server.log" 2>/dev/null)"
+		return 1
+	fi
+	URL=$(cat "$SDATA/address")
+	PORT=${URL##*:}
+}
+
 # ---- running the runner -----------------------------------------------------------------------
 
 run() {
