@@ -5,9 +5,9 @@
  *     runner-shim       the fork server (started at the second unsandboxed step, or by
  *                       rn_proc_prestart); subreaper
  *       shim            one per running step, kept by the server for the next step
- *     shim              forked by the runner itself (sandboxed steps, the first two steps when
- *                       the server was not started early, or
- *                       when the server is unavailable)
+ *     shim              forked by the runner itself (sandboxed steps; the first two steps
+ *                       when the server was not started early; every step when the server
+ *                       is unavailable)
  *         command ...   the step's tree
  *
  * rn_proc_start prepares everything the shim needs (resolved program, argv, environment) and
