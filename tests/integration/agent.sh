@@ -328,22 +328,16 @@ procs_none() { # MARKER
 	[ -z "$(marked_pids "$1")" ]
 }
 
-# GET (or METHOD with a JSON body) an admin endpoint; the answer on stdout.
-api() { # PATH [METHOD [BODY]]
-	curl -s -m 30 -X "${2:-GET}" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
-		${3:+--data "$3"} "$URL$1"
-}
-
 # Queue the pipeline of $ROOT/repo; PIPE gets its id.
 submit() {
-	PIPE=$(api /api/v1/pipelines POST "{\"repo\": \"$ROOT/repo\"}" |
+	PIPE=$(admin_api /api/v1/pipelines POST "{\"repo\": \"$ROOT/repo\"}" |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
 	[ -n "$PIPE" ] || fail "submit failed"
 }
 
 # The pipeline's state, fetched into $T/pipe.json (snap); a field of it (python over `d`:
 # pget fetches first) or of one of its jobs by name (python over `j`, from the last snap).
-snap() { api "/api/v1/pipelines/$PIPE" >"$T/pipe.json"; }
+snap() { admin_api "/api/v1/pipelines/$PIPE" >"$T/pipe.json"; }
 pget() {
 	snap
 	js "$T/pipe.json" "$1"
@@ -535,7 +529,7 @@ EOF
 	snap
 	id=$(jget sleepy "j['id']")
 	t0=$(now)
-	api "/api/v1/jobs/$id/cancel" POST >/dev/null
+	admin_api "/api/v1/jobs/$id/cancel" POST >/dev/null
 	wait_for 10 procs_none "$BIN/$MARK"
 	ms=$(elapsed_ms "$t0" "$(now)")
 	expect_le "ms from the cancel request until the step tree is gone" "$ms" 1000

@@ -176,6 +176,13 @@ serve_at() {
 	PORT=${URL##*:}
 }
 
+# admin_api PATH [METHOD [BODY]]: a call to the server at $URL with the admin token $ADMIN (a
+# JSON BODY when given); the answer on stdout.
+admin_api() {
+	curl -s -m 30 -X "${2:-GET}" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+		${3:+--data "$3"} "$URL$1"
+}
+
 # ---- running the runner -----------------------------------------------------------------------
 
 run() {

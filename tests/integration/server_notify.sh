@@ -145,20 +145,15 @@ make_repo() {
 	SHA=$(git -C "$T/repo" rev-parse HEAD)
 }
 
-api() { # PATH [METHOD [BODY]]
-	curl -s -m 30 -X "${2:-GET}" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
-		${3:+--data "$3"} "$URL$1"
-}
-
 # Queue the pipeline of $T/repo at main; PIPE gets its id.
 submit() {
-	PIPE=$(api /api/v1/pipelines POST "{\"repo\": \"$T/repo\", \"ref\": \"main\"}" |
+	PIPE=$(admin_api /api/v1/pipelines POST "{\"repo\": \"$T/repo\", \"ref\": \"main\"}" |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
 	[ -n "$PIPE" ] || fail "submit failed"
 }
 
 pstatus() { # [ID]
-	api "/api/v1/pipelines/${1:-$PIPE}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null
+	admin_api "/api/v1/pipelines/${1:-$PIPE}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null
 }
 pipeline_done() { # [ID]
 	case "$(pstatus "${1:-}")" in success | failure | cancelled) return 0 ;; esac
