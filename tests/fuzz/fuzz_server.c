@@ -327,9 +327,12 @@ static void one_request(const char *s, size_t n)
 			put(&out, path.p, path.len);
 		puts_(&out, "?wait=0");
 	}
-	puts_(&out, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+	puts_(&out, " HTTP/1.1\r\nHost: 127.0.0.1\r\n");
 	if (hdrs.p)
 		put(&out, hdrs.p, hdrs.len);
+	/* after the input's headers: a folded line of theirs (" x") continues theirs, never this one,
+	 * which would keep the connection open until the server's 10 s idle timeout */
+	puts_(&out, "Connection: close\r\n");
 	char num[64];
 	if (chunked) {
 		puts_(&out, "Transfer-Encoding: chunked\r\n\r\n");
