@@ -10,13 +10,13 @@
 #include "buf.h"
 #include "error.h"
 #include "git.h"
+#include "gitread.h"
 #include "http.h"
 #include "units.h"
 #include "jsonx.h"
 #include "util.h"
 
 #include <curl/curl.h>
-#include <git2.h>
 #include <jansson.h>
 
 #include <errno.h>
@@ -480,54 +480,6 @@ const char rn_cmd_submit_help[] =
 	"      --json           print the server's JSON (with --wait: the finished pipeline)\n"
 	"Prints the pipeline id. SIGINT while waiting stops following (the pipeline goes on).\n";
 
-/* The top-level directory of the git repository containing dir (its git dir when bare), or
- * NULL (with rn_error_last()) when there is none. Caller frees. */
-static char *repo_toplevel(const char *dir)
-{
-	git_repository *repo = NULL;
-	char *out = NULL;
-	if (rn_git_init() < 0)
-		return NULL;
-	if (git_repository_open_ext(&repo, dir, 0, NULL) < 0) {
-		rn_error_set("%s is not in a git repository", dir);
-		git_error_clear();
-	} else {
-		const char *top = git_repository_workdir(repo);
-		if (!top)
-			top = git_repository_path(repo);
-		out = rn_xstrdup(top);
-		size_t n = strlen(out);
-		while (n > 1 && out[n - 1] == '/')
-			out[--n] = '\0';
-	}
-	git_repository_free(repo);
-	rn_git_shutdown();
-	return out;
-}
-
-/* 1 if the working tree at top has changes to tracked files (which a pipeline of its HEAD
- * commit does not see). */
-static int tree_is_dirty(const char *top)
-{
-	git_repository *repo = NULL;
-	git_status_list *list = NULL;
-	int dirty = 0;
-	if (rn_git_init() < 0)
-		return 0;
-	git_status_options o;
-	git_status_options_init(&o, GIT_STATUS_OPTIONS_VERSION);
-	o.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
-	o.flags = GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
-	if (git_repository_open(&repo, top) == 0 && !git_repository_is_bare(repo) &&
-	    git_status_list_new(&list, repo, &o) == 0)
-		dirty = git_status_list_entrycount(list) > 0;
-	git_error_clear();
-	git_status_list_free(list);
-	git_repository_free(repo);
-	rn_git_shutdown();
-	return dirty;
-}
-
 /* One line of --wait: a job's new state ("build (gcc): success in 1.234s"). */
 static void print_job_change(json_t *job, FILE *out)
 {
@@ -702,7 +654,7 @@ int rn_cmd_submit(int argc, char **argv)
 		goto done;
 	if (!repo) {
 		char cwd[PATH_MAX];
-		if (!getcwd(cwd, sizeof(cwd)) || !(top = repo_toplevel(cwd))) {
+		if (!getcwd(cwd, sizeof(cwd)) || !(top = rn_gitread_toplevel(cwd))) {
 			ret = usage(argv[0], "%s; give --repo", rn_error_last());
 			goto done;
 		}
@@ -714,7 +666,7 @@ int rn_cmd_submit(int argc, char **argv)
 			ret = usage(argv[0], "--repo %s: %s", repo, strerror(errno));
 			goto done;
 		}
-		top = repo_toplevel(abs);
+		top = rn_gitread_toplevel(abs);
 		free(abs);
 		if (!top) {
 			ret = usage(argv[0], "--repo %s: %s", repo, rn_error_last());
@@ -735,7 +687,7 @@ int rn_cmd_submit(int argc, char **argv)
 				json_object_set_new(body, "ref", json_string(dref));
 			if (dsha && *dsha)
 				json_object_set_new(body, "sha", json_string(dsha));
-			if (dsha && *dsha && tree_is_dirty(top))
+			if (dsha && *dsha && rn_gitread_dirty(top))
 				fprintf(stderr, "runner submit: note: the uncommitted changes in %s are not part of the "
 						"pipeline (it runs commit %.12s)\n", top, dsha);
 		}

@@ -1,10 +1,17 @@
 /* gitca.c - libgit2's CA certificates, parsed when a fetch first needs them (see gitca.h).
  *
- * How: the runner defines mbedtls_x509_crt_parse_file/_path itself. The executable comes first
- * in the dynamic linker's search order, so libgit2's calls reach these; they forward to
- * mbedTLS's own (dlsym RTLD_NEXT) except while this thread is inside rn_gitca_init(), where
- * they record the location and load nothing. rn_gitca_load() then asks libgit2 to load that
- * location (GIT_OPT_SET_SSL_CERT_LOCATIONS), which calls through here to the real parser. */
+ * How: libgit2's calls of mbedtls_x509_crt_parse_file/_path reach the parsers here, which
+ * forward to mbedTLS's own except while this thread is inside rn_gitca_init(), where they
+ * record the location and load nothing. rn_gitca_load() then asks libgit2 to load that location
+ * (GIT_OPT_SET_SSL_CERT_LOCATIONS), which calls through here to the real parser.
+ *
+ * Two ways the calls get here, one per build:
+ * - libgit2 and mbedTLS linked statically (the runner binary, RN_GITCA_WRAP): the linker's
+ *   --wrap=mbedtls_x509_crt_parse_file (and _path) sends libgit2's references to the __wrap_
+ *   functions below, and __real_ names mbedTLS's.
+ * - libgit2 as a shared library (the tests): the same names are defined here; the executable
+ *   comes first in the dynamic linker's search order, so libgit2's calls reach them, and
+ *   mbedTLS's own are found with dlsym(RTLD_NEXT). */
 #include "gitca.h"
 #include "error.h"
 #include "util.h"
@@ -38,8 +45,17 @@ static void defer(int dir, const char *path)
 
 /* Declared here, not from <mbedtls/x509_crt.h>: only the symbols matter, and the runner does
  * not otherwise build against mbedTLS. */
-int mbedtls_x509_crt_parse_file(struct mbedtls_x509_crt *chain, const char *path);
-int mbedtls_x509_crt_parse_path(struct mbedtls_x509_crt *chain, const char *path);
+#ifdef RN_GITCA_WRAP
+#define PARSE_FILE __wrap_mbedtls_x509_crt_parse_file
+#define PARSE_PATH __wrap_mbedtls_x509_crt_parse_path
+int __real_mbedtls_x509_crt_parse_file(struct mbedtls_x509_crt *chain, const char *path);
+int __real_mbedtls_x509_crt_parse_path(struct mbedtls_x509_crt *chain, const char *path);
+#else
+#define PARSE_FILE mbedtls_x509_crt_parse_file
+#define PARSE_PATH mbedtls_x509_crt_parse_path
+#endif
+int PARSE_FILE(struct mbedtls_x509_crt *chain, const char *path);
+int PARSE_PATH(struct mbedtls_x509_crt *chain, const char *path);
 
 /* The parser of a file (dir = 0) or directory: recorded during rn_gitca_init, else mbedTLS's. */
 static int parse(int dir, struct mbedtls_x509_crt *chain, const char *path)
@@ -48,16 +64,20 @@ static int parse(int dir, struct mbedtls_x509_crt *chain, const char *path)
 		defer(dir, path);
 		return 0;
 	}
+#ifdef RN_GITCA_WRAP
+	return dir ? __real_mbedtls_x509_crt_parse_path(chain, path) : __real_mbedtls_x509_crt_parse_file(chain, path);
+#else
 	parse_fn real = (parse_fn)dlsym(RTLD_NEXT, dir ? "mbedtls_x509_crt_parse_path" : "mbedtls_x509_crt_parse_file");
 	return real ? real(chain, path) : X509_FILE_IO_ERROR;
+#endif
 }
 
-int mbedtls_x509_crt_parse_file(struct mbedtls_x509_crt *chain, const char *path)
+int PARSE_FILE(struct mbedtls_x509_crt *chain, const char *path)
 {
 	return parse(0, chain, path);
 }
 
-int mbedtls_x509_crt_parse_path(struct mbedtls_x509_crt *chain, const char *path)
+int PARSE_PATH(struct mbedtls_x509_crt *chain, const char *path)
 {
 	return parse(1, chain, path);
 }

@@ -475,3 +475,47 @@ int rn_gitread_hooks_dir(char **dir, const char *repo_path)
 	repo_close(repo);
 	return 0;
 }
+
+char *rn_gitread_toplevel(const char *dir)
+{
+	git_repository *repo = NULL;
+	char *out = NULL;
+	if (rn_git_init() < 0)
+		return NULL;
+	if (git_repository_open_ext(&repo, dir, 0, NULL) < 0) {
+		rn_error_set("%s is not in a git repository", dir);
+		git_error_clear();
+	} else {
+		const char *top = git_repository_workdir(repo);
+		if (!top)
+			top = git_repository_path(repo);
+		out = rn_xstrdup(top);
+		size_t n = strlen(out);
+		while (n > 1 && out[n - 1] == '/')
+			out[--n] = '\0';
+	}
+	git_repository_free(repo);
+	rn_git_shutdown();
+	return out;
+}
+
+int rn_gitread_dirty(const char *top)
+{
+	git_repository *repo = NULL;
+	git_status_list *list = NULL;
+	int dirty = 0;
+	if (rn_git_init() < 0)
+		return 0;
+	git_status_options o;
+	git_status_options_init(&o, GIT_STATUS_OPTIONS_VERSION);
+	o.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
+	o.flags = GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
+	if (git_repository_open(&repo, top) == 0 && !git_repository_is_bare(repo) &&
+	    git_status_list_new(&list, repo, &o) == 0)
+		dirty = git_status_list_entrycount(list) > 0;
+	git_error_clear();
+	git_status_list_free(list);
+	git_repository_free(repo);
+	rn_git_shutdown();
+	return dirty;
+}

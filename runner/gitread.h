@@ -48,6 +48,13 @@ int rn_gitread_git_dir(char **git_dir, int *bare, const char *repo_path);
  * into *dir (caller frees). */
 int rn_gitread_hooks_dir(char **dir, const char *repo_path);
 
+/* The top-level directory of the git repository containing dir (its git dir when bare), or
+ * NULL (with rn_error_last()) when there is none. Caller frees. */
+char *rn_gitread_toplevel(const char *dir);
+/* 1 if the working tree at top has changes to tracked files (which a pipeline of its HEAD
+ * commit does not see), else 0 (also when it cannot be read). */
+int rn_gitread_dirty(const char *top);
+
 /* 1 if sha (40 hex) is the all-zeros id git uses for "no commit" (created or deleted refs). */
 int rn_gitread_is_zero(const char *sha);
 
