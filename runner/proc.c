@@ -109,7 +109,9 @@ static struct {
 	char *path;      /* the runner-shim in use or last tried */
 	char why[256];   /* SRV_OFF: why steps are forked locally */
 	char info[PATH_MAX + 64];
-} g_srv = { SRV_UNTRIED, -1, -1, -1, 0, 0, 0, NULL, "", "" };
+	struct rn_shimd_request *done; /* DONE messages not sent yet (see server_done) */
+	size_t ndone, capdone;
+} g_srv = { SRV_UNTRIED, -1, -1, -1, 0, 0, 0, NULL, "", "", NULL, 0, 0 };
 
 static int keep_child(pid_t pid, void *arg)
 {
@@ -178,6 +180,7 @@ static void server_lost(int block, const char *what)
 	if (g_srv.sock >= 0)
 		close(g_srv.sock);
 	g_srv.sock = -1;
+	g_srv.ndone = 0;
 	if (g_srv.pid > 0) {
 		int st;
 		pid_t w;
@@ -277,6 +280,7 @@ static int server_spawn(void)
 	g_srv.pid = pid;
 	g_srv.owner = getpid();
 	g_srv.gen++;
+	g_srv.ndone = 0;
 	g_srv.state = SRV_STARTING;
 	return 0;
 }
@@ -289,7 +293,25 @@ static void server_forget_inherited(void)
 		g_srv.sock = -1;
 		g_srv.pid = -1;
 		g_srv.state = SRV_UNTRIED;
+		g_srv.ndone = 0;
 	}
+}
+
+/* Send the DONE messages held back by server_done, in one write. 0, or -1: the server is gone
+ * (the request that follows finds out). */
+static int server_flush_done(void)
+{
+	size_t total = g_srv.ndone * sizeof(*g_srv.done), sent = 0;
+	g_srv.ndone = 0;
+	while (sent < total) {
+		ssize_t k = send(g_srv.sock, (const char *)g_srv.done + sent, total - sent, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		sent += (size_t)k;
+	}
+	return 0;
 }
 
 void rn_proc_prestart(void)
@@ -383,7 +405,12 @@ static int server_request(rn_proc *p, const rn_shim_ctx *c)
 		rq.flags |= RN_SHIMD_HAVE_IN;
 		fds[nfds++] = c->in_fd;
 	}
+	if (c->late_start)
+		rq.flags |= RN_SHIMD_LATE_START;
 
+	/* the steps over since the last request: their shims may take this one (the server reads
+	 * these before the request, and is woken once for all) */
+	server_flush_done();
 	char *buf = rn_xmalloc(sizeof(rq) + len), *w = buf + sizeof(rq);
 	memcpy(buf, &rq, sizeof(rq));
 	if (c->path)
@@ -579,6 +606,7 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 	c.in_fd = o->in_fd;
 	c.out_fd = o->out_fd;
 	c.children_file = rn_shim_children_file();
+	c.late_start = p->async;
 	c.sandbox = o->sandbox;
 	c.sandbox_setup = sandbox_setup;
 	c.sandbox_exec_prepare = sandbox_exec_prepare;
@@ -689,27 +717,23 @@ void rn_proc_reap_strays(void)
 	rn_shim_kill_strays(keep_child, NULL);
 }
 
-/* Tell the server that the step of p is over: its shim may take another one. */
+/* Tell the server that the step of p is over: its shim may take another one. The message is held
+ * back and sent with the next request (server_flush_done): the server then wakes once for both,
+ * not once per step for this alone. Until then the shim waits (the server forks another only if
+ * a request finds none idle, and a request carries the DONEs before it). */
 static void server_done(const rn_proc *p)
 {
 	if (g_srv.state != SRV_UP || p->gen != g_srv.gen || g_srv.owner != getpid())
 		return;
-	struct rn_shimd_request rq;
-	memset(&rq, 0, sizeof(rq));
-	rq.magic = RN_SHIMD_DONE;
-	rq.pid = p->pid;
-	rq.id = p->step;
-	/* the whole request, or the server is out of step with us: a short send is resumed; an
-	 * error means the server is gone, which the next request finds out */
-	size_t sent = 0;
-	while (sent < sizeof(rq)) {
-		ssize_t k = send(g_srv.sock, (const char *)&rq + sent, sizeof(rq) - sent, MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return;
-		sent += (size_t)k;
+	if (g_srv.ndone == g_srv.capdone) {
+		g_srv.capdone = g_srv.capdone ? 2 * g_srv.capdone : 8;
+		g_srv.done = rn_xreallocarray(g_srv.done, g_srv.capdone, sizeof(*g_srv.done));
 	}
+	struct rn_shimd_request *rq = &g_srv.done[g_srv.ndone++];
+	memset(rq, 0, sizeof(*rq));
+	rq->magic = RN_SHIMD_DONE;
+	rq->pid = p->pid;
+	rq->id = p->step;
 }
 
 /* A shim started by the fork server is the server's child, unless the server died: then it was
@@ -875,6 +899,9 @@ void rn_proc_shutdown(void)
 	}
 	free(g_srv.path);
 	g_srv.path = NULL;
+	free(g_srv.done);
+	g_srv.done = NULL;
+	g_srv.ndone = g_srv.capdone = 0;
 	g_srv.sock = -1;
 	g_srv.pid = -1;
 	g_srv.failures = 0;

@@ -623,10 +623,12 @@ int rn_shim_run(const rn_shim_ctx *c)
 		      &g_args);
 	/* here the command has exec'd, or failed to (and exited) */
 	int clone_errno = errno;
-	/* the tree holds out_fd/in_fd now; our copies would delay EOF for the runner */
+	/* the tree holds out_fd/in_fd now; our copies would delay EOF for the runner (late_start:
+	 * out_fd is held until the report is out, so that EOF and the report come together) */
+	int hold_out = c->late_start && c->out_fd >= 0 && c->out_fd != c->status_w && c->out_fd != c->in_fd;
 	if (c->in_fd >= 0 && c->in_fd != c->status_w)
 		close(c->in_fd);
-	if (c->out_fd >= 0 && c->out_fd != c->status_w && c->out_fd != c->in_fd)
+	if (c->out_fd >= 0 && c->out_fd != c->status_w && c->out_fd != c->in_fd && !hold_out)
 		close(c->out_fd);
 	if (s->cmd < 0)
 		shim_start_failed(c, clone_errno, RN_SHIM_FAIL_SETUP, 0);
@@ -636,7 +638,8 @@ int rn_shim_run(const rn_shim_ctx *c)
 		rep.sandbox_stage = g_args.sandbox_stage;
 	}
 	char b = RN_SHIM_START_BYTE;
-	write_full(c->status_w, &b, 1);
+	if (!c->late_start)
+		write_full(c->status_w, &b, 1);
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -662,8 +665,17 @@ int rn_shim_run(const rn_shim_ctx *c)
 	rep.utime_us = s->utime_us;
 	rep.stime_us = s->stime_us;
 	rep.maxrss_kb = s->maxrss_kb;
-	write_full(c->status_w, &rep, sizeof(rep));
+	if (c->late_start) { /* START and the report in one write (< PIPE_BUF: atomic) */
+		char both[1 + sizeof(rep)];
+		both[0] = b;
+		memcpy(both + 1, &rep, sizeof(rep));
+		write_full(c->status_w, both, sizeof(both));
+	} else {
+		write_full(c->status_w, &rep, sizeof(rep));
+	}
 	close(c->status_w);
+	if (hold_out)
+		close(c->out_fd);
 	return 0;
 }
 

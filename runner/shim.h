@@ -37,12 +37,16 @@ typedef struct rn_shim_ctx {
 	int children_file;      /* /proc/PID/task/TID/children exists (rn_shim_children_file) */
 	int signals_clean;      /* every signal is blocked and the dispositions are already the shim's
 	                         * (SIG_DFL, SIGINT/SIGHUP/SIGPIPE ignored): the fork server's case */
+	int late_start;         /* the runner waits for the end only (an async start): the START
+	                         * byte goes out with the report, in one write, and the shim holds
+	                         * out_fd until then, so that the runner is woken once, at the end */
 	const void *sandbox;    /* the sandbox plan, or NULL (then the hooks are not called) */
 	rn_shim_sandbox_fn sandbox_setup;        /* in the shim, first thing (new namespaces) */
 	rn_shim_sandbox_fn sandbox_exec_prepare; /* in the command child, right before execve */
 } rn_shim_ctx;
 
-/* The status pipe carries one START byte (once the command was exec'd or failed to) and then one
+/* The status pipe carries one START byte (once the command was exec'd or failed to; with
+ * late_start, right before the report) and then one
  * struct rn_shim_report (smaller than PIPE_BUF: one atomic write). A shim that dies without
  * writing its report has one written for it by the fork server with magic RN_SHIM_DIED_MAGIC
  * and wstatus = the shim's own wait status. */
@@ -73,7 +77,7 @@ struct rn_shim_report {
  * the server exits once all are gone. */
 #define RN_SHIMD_MAGIC 0x726e7364u /* "rnsd" */
 #define RN_SHIMD_DONE 0x726e7366u  /* "rnsf" */
-#define RN_SHIMD_VERSION 2
+#define RN_SHIMD_VERSION 3
 #define RN_SHIMD_FD 3
 #define RN_SHIMD_MAX_REQUEST (4u << 20) /* bytes of strings of one request, and how many strings: */
 #define RN_SHIMD_MAX_STRINGS 65536u     /* a larger step is forked by the runner (exec would refuse it) */
@@ -82,7 +86,8 @@ enum {
 	RN_SHIMD_HAVE_PATH = 1 << 0, /* the strings start with the resolved program path */
 	RN_SHIMD_HAVE_DIR = 1 << 1,  /* then the working directory */
 	RN_SHIMD_HAVE_OUT = 1 << 2,  /* an out fd is attached after status_w */
-	RN_SHIMD_HAVE_IN = 1 << 3    /* an in fd is attached after that */
+	RN_SHIMD_HAVE_IN = 1 << 3,   /* an in fd is attached after that */
+	RN_SHIMD_LATE_START = 1 << 4 /* rn_shim_ctx.late_start */
 };
 
 struct rn_shimd_hello {

@@ -462,6 +462,7 @@ static rn_shim_ctx *build_ctx(char *mem, char *strs, const struct rn_shimd_reque
 	c->envp = envp;
 	c->children_file = rn_shim_children_file();
 	c->signals_clean = 1;
+	c->late_start = !!(rq->flags & RN_SHIMD_LATE_START);
 	return c;
 }
 

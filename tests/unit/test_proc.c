@@ -1382,9 +1382,11 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-/* async_start: rn_proc_start returns at once; the status pipe first carries the start marker
- * (rn_proc_ready 0 while the command runs, which here waits for its stdin to close), then the
- * report (rn_proc_ready 1); an exec failure comes through the report as with a plain start. */
+/* async_start: rn_proc_start returns at once; the status pipe stays empty while the command runs
+ * (here it waits for its stdin to close: rn_proc_ready 0), so that the runner is not woken in
+ * the middle of a step; the start marker and the report come together, and the output pipe's
+ * EOF only after them (the shim holds its end until then), so that one wake-up sees both. An
+ * exec failure comes through the report as with a plain start. */
 static void test_async_start(void **state)
 {
 	(void)state;
@@ -1410,12 +1412,16 @@ static void test_async_start(void **state)
 	buf[len] = '\0';
 	assert_string_equal(buf, "started\n");
 	struct pollfd sf = { .fd = p.status_fd, .events = POLLIN };
-	assert_int_equal(poll(&sf, 1, SAFETY_MS), 1); /* the marker is there by now */
+	assert_int_equal(poll(&sf, 1, 0), 0); /* no marker while the command runs */
 	assert_int_equal(rn_proc_ready(&p), 0);
 	assert_int_equal(rn_proc_ready(&p), 0);
-	assert_int_equal(poll(&sf, 1, 0), 0); /* nothing more until the tree is gone */
+	assert_int_equal(poll(&sf, 1, 0), 0);
 	close(ip[1]);
-	assert_int_equal(poll(&sf, 1, SAFETY_MS), 1);
+	/* the command exits: EOF on its output comes after the report, never before */
+	struct pollfd of = { .fd = op[0], .events = POLLIN };
+	assert_int_equal(poll(&of, 1, SAFETY_MS), 1);
+	assert_int_equal(read(op[0], buf, sizeof(buf)), 0); /* EOF: it printed nothing more */
+	assert_int_equal(poll(&sf, 1, 0), 1);
 	assert_int_equal(rn_proc_ready(&p), 1);
 	rn_proc_result r;
 	assert_int_equal(rn_proc_finish(&p, &r), 0);
