@@ -4,24 +4,34 @@
 #include "error.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 
-static const char *runner_arch(void)
+static const char *g_arch = "unknown";
+
+static void find_arch(void)
 {
 	struct utsname u;
 	if (uname(&u) < 0)
-		return "unknown";
+		return;
 	if (strcmp(u.machine, "x86_64") == 0)
-		return "X64";
-	if (strcmp(u.machine, "aarch64") == 0)
-		return "ARM64";
-	if (strcmp(u.machine, "i686") == 0 || strcmp(u.machine, "i386") == 0)
-		return "X86";
-	if (strncmp(u.machine, "arm", 3) == 0)
-		return "ARM";
-	return "unknown";
+		g_arch = "X64";
+	else if (strcmp(u.machine, "aarch64") == 0)
+		g_arch = "ARM64";
+	else if (strcmp(u.machine, "i686") == 0 || strcmp(u.machine, "i386") == 0)
+		g_arch = "X86";
+	else if (strncmp(u.machine, "arm", 3) == 0)
+		g_arch = "ARM";
+}
+
+/* runner.arch: the machine's, asked once per process (every job's context has it) */
+static const char *runner_arch(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, find_arch);
+	return g_arch;
 }
 
 json_t *rn_context_job(const rn_pipeline *p, const rn_gnode *node, json_t *secrets, json_t *git,

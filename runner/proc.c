@@ -537,30 +537,40 @@ static char *resolve_program(const char *name, const char *const *envp, const ch
 		}
 	if (!path)
 		path = "/bin:/usr/bin";
+	/* the candidates are built in place (this runs for every step, PATH has a dozen entries) */
+	size_t nlen = strlen(name), dlen = dir ? strlen(dir) : 0;
+	char check[PATH_MAX];
 	for (const char *seg = path;;) {
 		const char *end = strchr(seg, ':');
 		size_t len = end ? (size_t)(end - seg) : strlen(seg);
-		char *cand = len ? rn_xasprintf("%.*s/%s", (int)len, seg, name) : rn_xstrdup(name);
-		char *check = cand;
-		if (cand[0] != '/')
-			check = dir ? rn_xasprintf("%s/%s", dir, cand) : cand;
-		struct stat st;
-		int ok = stat(check, &st) == 0 && S_ISREG(st.st_mode);
-		if (ok && access(check, X_OK) != 0) {
-			*err = EACCES;
-			ok = 0;
-		}
-		if (check != cand)
-			free(check);
-		if (ok) {
-			if (!len) { /* an empty entry means the current directory */
-				char *rel = rn_xasprintf("./%s", name);
-				free(cand);
-				cand = rel;
+		/* dir/ (a relative entry: from the working directory) seg/ name */
+		size_t pre = (!len || seg[0] != '/') && dir ? dlen + 1 : 0;
+		size_t total = pre + (len ? len + 1 : 0) + nlen;
+		if (total < sizeof(check)) {
+			char *w = check;
+			if (pre) {
+				memcpy(w, dir, dlen);
+				w[dlen] = '/';
+				w += dlen + 1;
 			}
-			return cand;
+			if (len) {
+				memcpy(w, seg, len);
+				w[len] = '/';
+				w += len + 1;
+			}
+			memcpy(w, name, nlen + 1);
+			struct stat st;
+			int ok = stat(check, &st) == 0 && S_ISREG(st.st_mode);
+			if (ok && access(check, X_OK) != 0) {
+				*err = EACCES;
+				ok = 0;
+			}
+			if (ok) {
+				if (!len) /* an empty entry means the current directory */
+					return rn_xasprintf("./%s", name);
+				return rn_xstrndup(check + pre, total - pre);
+			}
 		}
-		free(cand);
 		if (!end)
 			break;
 		seg = end + 1;

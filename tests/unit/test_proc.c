@@ -496,6 +496,15 @@ static void test_script_without_shebang_and_relative_path(void **state)
 	assert_non_null(realpath(g_tmp, real));
 	snprintf(want, sizeof(want), "hello world from %s\n", real);
 	assert_string_equal(j->out, want);
+
+	/* an empty entry is the working directory (the runner's own is elsewhere) */
+	const char *env2[] = { "PATH=/nonexistent::/usr/bin:/bin", NULL };
+	job_start(j, argv, env2, bin, 0);
+	job_end(j);
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 0);
+	snprintf(want, sizeof(want), "hello world from %s/bin\n", real);
+	assert_string_equal(j->out, want);
 }
 
 static void test_output_captured(void **state)
