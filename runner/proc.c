@@ -297,9 +297,9 @@ static void server_forget_inherited(void)
 	}
 }
 
-/* Send the DONE messages held back by server_done, in one write. 0, or -1: the server is gone
- * (the request that follows finds out). */
-static int server_flush_done(void)
+/* Send the DONE messages held back by server_done, in one write. A failure means the server is
+ * gone, which the request that follows finds out. */
+static void server_flush_done(void)
 {
 	size_t total = g_srv.ndone * sizeof(*g_srv.done), sent = 0;
 	g_srv.ndone = 0;
@@ -308,10 +308,9 @@ static int server_flush_done(void)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
-			return -1;
+			return;
 		sent += (size_t)k;
 	}
-	return 0;
 }
 
 void rn_proc_prestart(void)

@@ -108,7 +108,8 @@ t_roundtrip_tarxz() { roundtrip tar.xz; }
 t_roundtrip_tarzst() { roundtrip tar.zst; }
 t_roundtrip_zip() { roundtrip zip; }
 
-t_default_format() {
+# A workflow p.yml packaging a.txt (written here) as artifact 'plain' in the default format.
+plain_package() {
 	echo hi >a.txt
 	workflow <<'EOF'
 jobs:
@@ -116,6 +117,10 @@ jobs:
     steps:
       - package: {name: plain, paths: a.txt}
 EOF
+}
+
+t_default_format() {
+	plain_package
 	run run p.yml
 	expect_rc 0
 	expect_file "$(store)/plain.tar.gz"
@@ -388,13 +393,7 @@ t_runner_under_tmp() {
 	local d
 	d=$(mktemp -d /tmp/rnit-runner-under-tmp.XXXXXX)
 	cp "$RUNNER" "$(dirname "$RUNNER")/runner-ext.so" "$(dirname "$RUNNER")/runner-shim" "$d/"
-	echo hi >a.txt
-	workflow <<'EOF'
-jobs:
-  make:
-    steps:
-      - package: {name: plain, paths: a.txt}
-EOF
+	plain_package
 	(cd "$T" && exec timeout -k 5 "$RNIT_TIMEOUT" "$d/runner" run p.yml) >"$T/out" 2>"$T/err" </dev/null
 	RC=$?
 	rm -rf "$d"
