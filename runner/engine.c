@@ -448,7 +448,7 @@ static int step_start(engine *e, jobrun *j)
 		goto done;
 	}
 	s->out_fd = pipefd[0];
-	fcntl(s->out_fd, F_SETFL, fcntl(s->out_fd, F_GETFL) | O_NONBLOCK);
+	fcntl(s->out_fd, F_SETFL, O_RDONLY | O_NONBLOCK); /* a pipe2(O_CLOEXEC) read end: no other flag */
 	s->mask = rn_maskstream_new(e->o->masker, on_masked, s);
 	rn_lines_init(&s->lines, 0, on_line, s);
 	s->grace_ms = st->grace_ms;

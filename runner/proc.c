@@ -684,8 +684,8 @@ started:
 		if (read_full(sp[0], &b, 1) == 1 && b != RN_SHIM_START_BYTE)
 			p->lead = (unsigned char)b;
 	}
-	int fl = fcntl(sp[0], F_GETFL);
-	if (fl < 0 || fcntl(sp[0], F_SETFL, fl | O_NONBLOCK) < 0)
+	/* the read end of a pipe2(O_CLOEXEC): O_RDONLY is all its status flags */
+	if (fcntl(sp[0], F_SETFL, O_RDONLY | O_NONBLOCK) < 0)
 		rn_error_errno("rn_proc_start: fcntl"); /* not fatal: finish copes with a blocking fd */
 done:
 	free((void *)(uintptr_t)c.path);
