@@ -10,11 +10,13 @@
  * Who forks the shim:
  * - Steps without a sandbox: the fork server `runner-shim` (shimd.c), a small libc-only program
  *   started once per process (posix_spawn, an AF_UNIX socketpair) at the second such step, which
- *   is forked here while it starts, or earlier by rn_proc_prestart; the steps after go through it. Its shims are forked from a
- *   small process, in advance, and take one step after another. It is found next to the running
- *   executable (/proc/self/exe), or at $RUNNER_SHIM when that is set. The runner signals a shim
- *   through a pidfd the server sends back (no pid-reuse race: the server, not the runner, is the
- *   shim's parent and reaper). See docs/fork-server.md.
+ *   is forked here while it starts, or earlier by rn_proc_prestart. It forks shims ahead of need
+ *   and hands them to the runner (forksrv.c keeps them as a pool); each takes one step after
+ *   another, handed to it directly (the request laid out in memory it shares with the runner,
+ *   the fds sent on its socket). It is found next to the running executable (/proc/self/exe),
+ *   or at $RUNNER_SHIM when that is set. The runner signals a shim through its pidfd (no
+ *   pid-reuse race: the server, not the runner, is the shim's parent and reaper). See
+ *   docs/fork-server.md.
  * - Sandboxed steps (the shim must be created in new namespaces: rn_sandbox_fork), and every step
  *   when runner-shim is missing, is not the one of this build, pidfds are unsupported, or it
  *   failed three times: the runner forks the shim itself, as before. Nothing is logged per step.
@@ -37,9 +39,9 @@
  *   command calls setsid()). Children the runner starts itself in its own session (the fork
  *   server among them) are left alone, alive or zombie; a child started elsewhere that calls
  *   setsid() would be taken for a stray.
- * - With the fork server, the process tree is runner > runner-shim > shim > command. The server
- *   keeps its shims: one whose step is over (its tree gone, its report read by rn_proc_finish)
- *   waits for another step, so p->pid may be the pid of an earlier step's shim.
+ * - With the fork server, the process tree is runner > runner-shim > shim > command. Shims are
+ *   kept: one whose step is over (its tree gone, its report read by rn_proc_finish) waits for
+ *   another step, so p->pid may be the pid of an earlier step's shim.
  * - maxrss_kb is at least the RSS of the shim's parent at fork time (the kernel counts the
  *   pre-exec image of the forked command into its peak RSS): small through the fork server, the
  *   runner's RSS when the runner forks the shim. */

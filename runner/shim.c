@@ -508,9 +508,9 @@ static void shim_kill_all(struct shim_state *s)
 	}
 }
 
-/* The command could not be started: send the "started" byte and a report saying why, then end
- * the shim (there is no tree to watch). */
-static _Noreturn void shim_start_failed(const rn_shim_ctx *c, int err, int stage, int sandbox_stage)
+/* The command could not be started: send the "started" byte and a report saying why (there is no
+ * tree to watch), and close the status pipe. */
+static void shim_start_failed(const rn_shim_ctx *c, int err, int stage, int sandbox_stage)
 {
 	struct rn_shim_report fail;
 	memset(&fail, 0, sizeof(fail));
@@ -520,9 +520,10 @@ static _Noreturn void shim_start_failed(const rn_shim_ctx *c, int err, int stage
 	fail.sandbox_stage = sandbox_stage;
 	fail.wstatus = 127 << 8;
 	char b = RN_SHIM_START_BYTE;
-	write_full(c->status_w, &b, 1);
-	write_full(c->status_w, &fail, sizeof(fail));
-	_exit(0);
+	int status_w = c->status_w; /* c may be rewritten once the report is out (see rn_shim_run) */
+	write_full(status_w, &b, 1);
+	write_full(status_w, &fail, sizeof(fail));
+	close(status_w);
 }
 
 /* The shim's state and the command child's stack: static, in the shim's copy of memory (its
@@ -596,8 +597,10 @@ _Noreturn void rn_shim_main(const rn_shim_ctx *c)
 	if (c->sandbox) {
 		/* namespaces, mounts, limits and the seccomp filter, as PID 1 of the step's namespace */
 		int stage = 0, rc = c->sandbox_setup(c->sandbox, &stage);
-		if (rc < 0)
+		if (rc < 0) {
 			shim_start_failed(c, -rc, RN_SHIM_FAIL_SANDBOX, stage);
+			_exit(0);
+		}
 	}
 	int fds[3] = { c->status_w, c->in_fd, c->out_fd };
 	rn_shim_keep_fds(fds, 3);
@@ -630,8 +633,12 @@ int rn_shim_run(const rn_shim_ctx *c)
 		close(c->in_fd);
 	if (c->out_fd >= 0 && c->out_fd != c->status_w && c->out_fd != c->in_fd && !hold_out)
 		close(c->out_fd);
-	if (s->cmd < 0)
+	if (s->cmd < 0) {
+		if (hold_out)
+			close(c->out_fd);
 		shim_start_failed(c, clone_errno, RN_SHIM_FAIL_SETUP, 0);
+		return 0;
+	}
 	if (g_args.err) {
 		rep.exec_errno = g_args.err;
 		rep.fail_stage = g_args.stage;
@@ -665,17 +672,20 @@ int rn_shim_run(const rn_shim_ctx *c)
 	rep.utime_us = s->utime_us;
 	rep.stime_us = s->stime_us;
 	rep.maxrss_kb = s->maxrss_kb;
+	/* once the report is out, c is not ours to read: the runner may be laying the next step
+	 * out in the fork server's arena already */
+	int status_w = c->status_w, out_fd = hold_out ? c->out_fd : -1;
 	if (c->late_start) { /* START and the report in one write (< PIPE_BUF: atomic) */
 		char both[1 + sizeof(rep)];
 		both[0] = b;
 		memcpy(both + 1, &rep, sizeof(rep));
-		write_full(c->status_w, both, sizeof(both));
+		write_full(status_w, both, sizeof(both));
 	} else {
-		write_full(c->status_w, &rep, sizeof(rep));
+		write_full(status_w, &rep, sizeof(rep));
 	}
-	close(c->status_w);
-	if (hold_out)
-		close(c->out_fd);
+	close(status_w);
+	if (out_fd >= 0)
+		close(out_fd);
 	return 0;
 }
 

@@ -40,23 +40,23 @@ typedef struct rn_shim_ctx {
 	int late_start;         /* the runner waits for the end only (an async start): the START
 	                         * byte goes out with the report, in one write, and the shim holds
 	                         * out_fd until then, so that the runner is woken once, at the end */
+	uint32_t step_id;       /* a fork server's shim: signals queued with another si_value are
+	                         * stale (meant for an earlier step) */
 	const void *sandbox;    /* the sandbox plan, or NULL (then the hooks are not called) */
 	rn_shim_sandbox_fn sandbox_setup;        /* in the shim, first thing (new namespaces) */
 	rn_shim_sandbox_fn sandbox_exec_prepare; /* in the command child, right before execve */
 } rn_shim_ctx;
 
 /* The status pipe carries one START byte (once the command was exec'd or failed to; with
- * late_start, right before the report) and then one
- * struct rn_shim_report (smaller than PIPE_BUF: one atomic write). A shim that dies without
- * writing its report has one written for it by the fork server with magic RN_SHIM_DIED_MAGIC
- * and wstatus = the shim's own wait status. */
+ * late_start, right before the report) and then one struct rn_shim_report (smaller than
+ * PIPE_BUF: one atomic write). A shim that dies without writing it leaves EOF: the fork server
+ * tells the runner how it died (RN_SHIMD_GONE). */
 #define RN_SHIM_START_BYTE 'S'
 #define RN_SHIM_REPORT_MAGIC 0x726e7072u /* "rnpr" */
-#define RN_SHIM_DIED_MAGIC 0x726e7064u   /* "rnpd" */
 
 struct rn_shim_report {
 	uint32_t magic;
-	int32_t wstatus;       /* wait status of the command (of the shim when DIED), -1 if unknown */
+	int32_t wstatus;       /* wait status of the command, -1 if unknown */
 	int32_t exec_errno;    /* errno of a failed start, else 0 */
 	int32_t fail_stage;    /* RN_SHIM_FAIL_* */
 	int32_t survivors;     /* tree processes found alive after the command ended */
@@ -64,52 +64,61 @@ struct rn_shim_report {
 	int64_t utime_us, stime_us, maxrss_kb; /* RUSAGE_CHILDREN of the shim: the whole tree */
 };
 
-/* ---- the fork server protocol (an AF_UNIX stream socketpair; runner-shim has it on fd 3)
+/* ---- the fork server protocol
  *
- * runner-shim --runner PID: once set up it sends a struct rn_shimd_hello. Then, per step, the
- * runner sends a struct rn_shimd_request (magic RN_SHIMD_MAGIC) followed by `len` bytes of
- * NUL-terminated strings ([path] [dir] argv... envp...) with the fds status_w, [out_fd], [in_fd]
- * attached (SCM_RIGHTS) to its first byte; the server hands it to one of its shims and answers
- * with a struct rn_shimd_reply (pid, step id), with the shim's pidfd attached when pid > 0. Once
- * the runner has read the step's report and will not signal that shim for it any more, it sends
- * a struct rn_shimd_request with magic RN_SHIMD_DONE, pid and id (no strings, no fds, no answer):
- * the shim may take another step. EOF from the runner: every shim is told to kill its tree, and
- * the server exits once all are gone. */
+ * runner-shim --runner PID has an AF_UNIX stream socketpair with the runner on fd 3. Once set
+ * up it sends a struct rn_shimd_hello, then one RN_SHIMD_NEW message for its first shim. The
+ * server only forks shims, reaps them and kills the orphans of those that die; it is not on a
+ * step's path:
+ * - runner -> server: RN_SHIMD_SPAWN (value: how many shims) when the runner is about to run
+ *   out of idle ones; no answer but the NEW messages.
+ * - server -> runner: RN_SHIMD_NEW per shim forked: pid, base (the arena's address in the
+ *   shim), with three fds attached: the runner's end of the shim's control socket, a memfd of
+ *   its arena (RN_SHIMD_ARENA_SIZE bytes) and a pidfd; pid -1 and value = errno when the fork
+ *   failed. RN_SHIMD_GONE when a shim ended: pid, value = its wait status; sent after the
+ *   orphans of its tree (re-parented to the server, a subreaper) were killed.
+ * - runner -> shim, per step: the runner lays the request out in the shim's arena (the shim
+ *   context, its pointer arrays and strings; pointers as the shim sees them: base + offset) and
+ *   sends a struct rn_shimd_handoff on the control socket with status_w, [out_fd], [in_fd]
+ *   attached. The shim runs the step, writes its report on status_w and waits for the next
+ *   hand-off. Signals for the step are sent with sigqueue semantics (SI_QUEUE, si_value = the
+ *   step's id): the shim drops what was meant for an earlier step.
+ * EOF from the runner on fd 3: every shim is told to kill its tree (SIGUSR1), and the server
+ * exits once all are gone; a shim ends when its control socket reaches EOF. */
 #define RN_SHIMD_MAGIC 0x726e7364u /* "rnsd" */
-#define RN_SHIMD_DONE 0x726e7366u  /* "rnsf" */
-#define RN_SHIMD_VERSION 3
+#define RN_SHIMD_VERSION 4
 #define RN_SHIMD_FD 3
 #define RN_SHIMD_MAX_REQUEST (4u << 20) /* bytes of strings of one request, and how many strings: */
 #define RN_SHIMD_MAX_STRINGS 65536u     /* a larger step is forked by the runner (exec would refuse it) */
+/* A request in an arena: the shim context, then argv, sh_argv and envp, then the strings. */
+#define RN_SHIMD_CTX_SPACE ((sizeof(rn_shim_ctx) + 63) & ~(size_t)63)
+#define RN_SHIMD_ARENA_SIZE \
+	(RN_SHIMD_CTX_SPACE + (2 * (size_t)RN_SHIMD_MAX_STRINGS + 4) * sizeof(char *) + RN_SHIMD_MAX_REQUEST + 1)
+
+enum { RN_SHIMD_SPAWN = 1, RN_SHIMD_NEW = 2, RN_SHIMD_GONE = 3 };
 
 enum {
-	RN_SHIMD_HAVE_PATH = 1 << 0, /* the strings start with the resolved program path */
-	RN_SHIMD_HAVE_DIR = 1 << 1,  /* then the working directory */
-	RN_SHIMD_HAVE_OUT = 1 << 2,  /* an out fd is attached after status_w */
-	RN_SHIMD_HAVE_IN = 1 << 3,   /* an in fd is attached after that */
-	RN_SHIMD_LATE_START = 1 << 4 /* rn_shim_ctx.late_start */
+	RN_SHIMD_HAVE_OUT = 1 << 0, /* an out fd is attached after status_w */
+	RN_SHIMD_HAVE_IN = 1 << 1   /* an in fd is attached after that */
 };
 
 struct rn_shimd_hello {
 	uint32_t magic, version;
-	uint32_t request_size, report_size; /* sizeof of the structs, as built into runner-shim */
+	uint32_t msg_size, report_size; /* sizeof of the structs, as built into runner-shim */
+	uint32_t ctx_size, arena_size;
 };
 
-struct rn_shimd_request {
-	uint32_t magic;      /* RN_SHIMD_MAGIC: run a step; RN_SHIMD_DONE: step `id` of shim `pid` is over */
-	uint32_t flags;      /* RN_SHIMD_* */
-	int32_t path_errno;  /* without HAVE_PATH */
-	int32_t pid;         /* DONE */
-	uint32_t id;         /* DONE */
-	uint32_t argc, envc;
-	uint32_t len;        /* bytes of strings that follow */
-};
-
-struct rn_shimd_reply {
+struct rn_shimd_msg {
 	uint32_t magic;
-	int32_t pid;         /* the shim, or -1 */
-	int32_t err;         /* errno of the failure when pid is -1 */
-	uint32_t id;         /* the step's id, for DONE */
+	uint32_t kind;  /* RN_SHIMD_SPAWN, _NEW, _GONE */
+	int32_t pid;    /* NEW, GONE: the shim */
+	int32_t value;  /* SPAWN: how many; NEW: errno when pid is -1; GONE: wait status */
+	uint64_t base;  /* NEW: the arena's address in the shim */
+};
+
+struct rn_shimd_handoff {
+	uint32_t magic;
+	uint32_t flags; /* RN_SHIMD_HAVE_* */
 };
 
 /* ---- the shim */
@@ -130,8 +139,8 @@ void rn_shim_warm(void);
 /* The shim proper, once entered: start the command, supervise its tree until it is gone, write
  * the report to c->status_w and close it (in/out are closed once the command has them). Returns
  * 0 then, with no child left: a shim of the fork server can take another step (the caller must
- * first drain SIGTERM/SIGUSR1 that were meant for this one). Exits if the command could not be
- * started (a report saying why is written first). */
+ * first drain SIGTERM/SIGUSR1 that were meant for this one), also when the command could not be
+ * started (the report says why). */
 int rn_shim_run(const rn_shim_ctx *c);
 
 /* Set every signal disposition to the shim's: SIG_DFL, SIGINT/SIGHUP/SIGPIPE ignored (also

@@ -1448,6 +1448,70 @@ static void test_async_start(void **state)
 	assert_int_equal(r.fail_stage, RN_PROC_FAIL_EXEC);
 }
 
+/* A report ends the step for the runner, which may hand the shim its next step at once and lay
+ * that request out in the memory the shim shares with it: nothing of the old step may be read
+ * from there after the report. (The shim used to close the step's pipes from there: when the
+ * next request came first, it closed nothing and held the output pipe of the step before, one
+ * step in a few thousand.) Steps back to back, each output must reach EOF, and the idle shim
+ * holds no fd but its socket. */
+static void test_back_to_back_steps_release_pipes(void **state)
+{
+	(void)state;
+	const char *argv[] = { "/bin/true", NULL };
+	rn_proc p;
+	rn_proc_result r;
+	int prev_out = -1;
+	pid_t shim = 0;
+	for (int i = 0; i < 1500; i++) {
+		int op[2];
+		assert_int_equal(pipe2(op, O_CLOEXEC), 0);
+		rn_proc_opts o = { argv, g_env, NULL, op[1], -1, NULL, 1 };
+		assert_int_equal(rn_proc_start(&p, &o), 0);
+		close(op[1]);
+		if (prev_out >= 0) { /* the step before: its output ends now that it was reported */
+			struct pollfd of = { .fd = prev_out, .events = POLLIN };
+			assert_int_equal(poll(&of, 1, SAFETY_MS), 1);
+			char b;
+			assert_int_equal(read(prev_out, &b, 1), 0);
+			close(prev_out);
+		}
+		prev_out = op[0];
+		/* read the report the moment it is there, and start the next step right away */
+		struct pollfd sf = { .fd = p.status_fd, .events = POLLIN };
+		while (!rn_proc_ready(&p))
+			assert_int_equal(poll(&sf, 1, SAFETY_MS), 1);
+		assert_int_equal(rn_proc_finish(&p, &r), 0);
+		assert_int_equal(r.status, 0);
+		if (g_server && i > 10) { /* the same shim takes every step once the pool is set up */
+			if (!shim)
+				shim = p.pid;
+			assert_int_equal(p.pid, shim);
+		}
+	}
+	struct pollfd of = { .fd = prev_out, .events = POLLIN };
+	assert_int_equal(poll(&of, 1, SAFETY_MS), 1);
+	close(prev_out);
+	if (!g_server)
+		return;
+	char path[64], list[1024];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)shim);
+	DIR *d = opendir(path);
+	assert_non_null(d);
+	int n = 0;
+	size_t used = 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		if (e->d_name[0] == '.')
+			continue;
+		n++;
+		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s ", e->d_name);
+		if (used >= sizeof(list))
+			used = sizeof(list) - 1;
+	}
+	closedir(d);
+	if (n != 4) /* 0, 1, 2 and its socket */
+		fail_msg("the idle shim holds %d fds: %s", n, list);
+}
+
 int main(void)
 {
 #define COMMON_TESTS \
@@ -1481,7 +1545,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shim_takes_next_step_clean, warm, check_clean), \
 		cmocka_unit_test_setup_teardown(test_large_environment, warm, check_clean), \
 		cmocka_unit_test_setup_teardown(test_fallback_without_fork_server, warm, check_clean), \
-		cmocka_unit_test_setup_teardown(test_async_start, warm, check_clean)
+		cmocka_unit_test_setup_teardown(test_async_start, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_back_to_back_steps_release_pipes, warm, check_clean)
 	const struct CMUnitTest server_tests[] = {
 		COMMON_TESTS,
 		cmocka_unit_test_setup_teardown(test_fork_server_in_use, warm, check_clean),

@@ -1,0 +1,774 @@
+/* forksrv.c - the runner's side of the step fork server (see forksrv.h, shim.h for the protocol).
+ *
+ * The server (runner-shim) forks shims ahead of need and hands each to us: the control socket
+ * of the shim, its arena (a memfd, mapped here too) and a pidfd. They form our pool. A step is
+ * handed to an idle shim directly: the request is laid out in its arena and the step's fds are
+ * sent on its control socket; the shim starts the command at once. Nothing is waited for, and
+ * the server is not woken: per step the runner makes one sendmsg, and the shim wakes once.
+ * When the pool runs dry the server is asked for another shim (RN_SHIMD_SPAWN) while the step
+ * that took the last one starts; its answer is read when a shim is next needed.
+ *
+ * A shim that dies (killed by its step, the OOM killer, ...) leaves EOF on the step's status
+ * pipe and no report; its tree is re-parented to the server, which kills it and then says so
+ * (RN_SHIMD_GONE, with the shim's wait status). rn_forksrv_finish waits for that message: a
+ * step is never over before its tree is gone. If the server dies, its busy shims kill their
+ * trees (PDEATHSIG), report, and are re-parented to us: we close every control socket (the
+ * shims end), reap them, and start a new server at the next step. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "forksrv.h"
+#include "error.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+#define SERVER_HELLO_MS 5000 /* runner-shim must answer this fast, else steps are forked locally */
+#define SERVER_MAX_FAILURES 3
+#define POOL_MAX 16               /* idle shims kept; more are let go when their step is over */
+#define ARENA_KEEP (256u << 10)   /* arena bytes kept touched between steps */
+#define HANDOFF_FAILURES 3        /* shims in a row that were dead when handed a step: the server
+                                   * is broken (counts as its failure) */
+
+extern char **environ;
+
+/* A shim of the server, ours to hand steps to. */
+struct pshim {
+	pid_t pid;
+	int pidfd;
+	int ctl;       /* our end of its control socket; -1 once let go (it ends at EOF) */
+	char *arena;   /* RN_SHIMD_ARENA_SIZE bytes shared with it, or NULL once let go */
+	uint64_t base; /* the arena's address in the shim */
+	size_t used;   /* arena bytes the last request touched */
+	int busy;      /* runs a step (until rn_forksrv_finish) */
+	int orphan;    /* busy when its server was lost: reaped by us when its step is over */
+	int gone;      /* the server said it ended, with wstatus */
+	int wstatus;
+};
+
+/* UNTRIED -> (second unsandboxed step: spawned, the step is forked by the caller; or
+ * rn_forksrv_prestart) STARTING -> (next step: its hello read) UP; it dies: UNTRIED again (the
+ * next step spawns another), or OFF after SERVER_MAX_FAILURES; OFF: no server. A run of one step
+ * never starts it: its start-up (an exec, the dynamic loader, a fork) would cost that run more
+ * than the one fork it saves. */
+enum { SRV_UNTRIED, SRV_STARTING, SRV_UP, SRV_OFF };
+
+static struct {
+	int state;
+	int sock;        /* our end of the socketpair (STARTING, UP) */
+	pid_t pid;       /* runner-shim (STARTING, UP) */
+	pid_t owner;     /* the process that started it: a forked copy of us must start its own */
+	int gen;         /* counts the servers started */
+	int asked;       /* unsandboxed steps started (up to 2) */
+	int failures;    /* servers that died or would not start */
+	int pending;     /* shims asked for (or promised) whose NEW message is not read yet */
+	int dead_handoffs; /* shims in a row found dead when handed a step */
+	int spawn_errno;   /* the server's last fork of a shim failed with it (0: none) */
+	uint32_t next_id;  /* the next step's id (signals carry it) */
+	char *path;      /* the runner-shim in use or last tried */
+	char why[256];   /* SRV_OFF: why steps are forked locally */
+	char info[PATH_MAX + 64];
+	struct pshim *pool;
+	size_t npool, cappool;
+} g_srv = { .state = SRV_UNTRIED, .sock = -1, .pid = -1, .owner = -1, .next_id = 1 };
+
+static int live(void)
+{
+	return (g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) && g_srv.owner == getpid();
+}
+
+static void server_off(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void server_off(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(g_srv.why, sizeof(g_srv.why), fmt, ap);
+	va_end(ap);
+	g_srv.state = SRV_OFF;
+}
+
+/* ---- the pool */
+
+static struct pshim *pool_find(pid_t pid)
+{
+	for (size_t i = 0; i < g_srv.npool; i++)
+		if (g_srv.pool[i].pid == pid)
+			return &g_srv.pool[i];
+	return NULL;
+}
+
+/* The entry of a step's shim: by its pidfd (unique while open; a pid could have been reused). */
+static struct pshim *pool_find_fd(int pidfd)
+{
+	for (size_t i = 0; i < g_srv.npool; i++)
+		if (g_srv.pool[i].pidfd == pidfd)
+			return &g_srv.pool[i];
+	return NULL;
+}
+
+/* Let the shim go: EOF on its control socket ends it (the server, or we after the server's
+ * death, reap it). */
+static void pool_release(struct pshim *s)
+{
+	if (s->ctl >= 0)
+		close(s->ctl);
+	s->ctl = -1;
+	if (s->arena)
+		munmap(s->arena, RN_SHIMD_ARENA_SIZE);
+	s->arena = NULL;
+}
+
+/* Forget an entry altogether (released first). */
+static void pool_drop(struct pshim *s)
+{
+	pool_release(s);
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	*s = g_srv.pool[--g_srv.npool];
+}
+
+static size_t pool_idle(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < g_srv.npool; i++)
+		n += !g_srv.pool[i].busy;
+	return n;
+}
+
+/* The idle shim that became idle last (its pages are warm): the last idle one in the array. */
+static struct pshim *pool_take(void)
+{
+	for (size_t i = g_srv.npool; i-- > 0;)
+		if (!g_srv.pool[i].busy)
+			return &g_srv.pool[i];
+	return NULL;
+}
+
+/* ---- losing the server */
+
+/* 1 if pid is a runner-shim process: its command name is the basename of path (truncated as
+ * the kernel does). */
+static int is_runner_shim(pid_t pid, const char *path)
+{
+	char fn[64], buf[256];
+	snprintf(fn, sizeof(fn), "/proc/%d/stat", (int)pid);
+	int fd = open(fn, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
+	if (!open_paren || !close_paren || close_paren < open_paren)
+		return 0;
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	size_t len = (size_t)(close_paren - open_paren - 1), want = strnlen(base, 15);
+	return len == want && memcmp(open_paren + 1, base, len) == 0;
+}
+
+/* The fork server died: its children came to us (the subreaper). Shims whose step is running are
+ * reaped by rn_forksrv_finish; the others were let go (their control sockets closed): reap them
+ * as they exit. */
+static void reap_server_orphans(void)
+{
+	pid_t kids[512], sid = getsid(0), ksid;
+	size_t n = rn_shim_children(getpid(), kids, RN_ARRAY_LEN(kids));
+	for (size_t i = 0; i < n; i++) {
+		if (rn_forksrv_keeps(kids[i]) || rn_shim_stat(kids[i], NULL, &ksid) < 0 || ksid != sid ||
+		    !is_runner_shim(kids[i], g_srv.path ? g_srv.path : "runner-shim"))
+			continue;
+		while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR) {
+		}
+	}
+}
+
+/* The server is gone or broke the protocol: every shim is let go (busy ones end once their step
+ * is reported: they are orphans now, reaped by rn_forksrv_finish), the server and its idle
+ * shims are reaped; it is started again at the next step unless that happened too often.
+ * block: wait for the server to exit (it is on its way out). */
+static void server_lost(int block, const char *what)
+{
+	if (g_srv.sock >= 0)
+		close(g_srv.sock);
+	g_srv.sock = -1;
+	g_srv.pending = 0;
+	g_srv.dead_handoffs = 0;
+	for (size_t i = g_srv.npool; i-- > 0;) {
+		struct pshim *s = &g_srv.pool[i];
+		if (s->busy) {
+			pool_release(s);
+			s->orphan = 1;
+		} else {
+			pool_drop(s);
+		}
+	}
+	if (g_srv.pid > 0) {
+		int st;
+		pid_t w;
+		do
+			w = waitpid(g_srv.pid, &st, block ? 0 : WNOHANG);
+		while (w < 0 && errno == EINTR);
+		if (w == 0) /* still running (it broke the protocol): make sure it goes */
+			kill(g_srv.pid, SIGKILL), waitpid(g_srv.pid, &st, 0);
+		g_srv.pid = -1;
+	}
+	reap_server_orphans();
+	if (++g_srv.failures >= SERVER_MAX_FAILURES)
+		server_off("%s: %s (%d times)", g_srv.path ? g_srv.path : "runner-shim", what, g_srv.failures);
+	else
+		g_srv.state = SRV_UNTRIED;
+}
+
+/* In a fork of the process that owns the server: drop our copies of its socket and shims (not
+ * ours; nothing is sent). */
+static void server_forget_inherited(void)
+{
+	if ((g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) && g_srv.owner != getpid()) {
+		close(g_srv.sock);
+		while (g_srv.npool > 0)
+			pool_drop(&g_srv.pool[g_srv.npool - 1]);
+		g_srv.sock = -1;
+		g_srv.pid = -1;
+		g_srv.pending = 0;
+		g_srv.state = SRV_UNTRIED;
+	}
+}
+
+/* ---- talking to the server */
+
+/* Read one message of the server (block: wait for it). 1 handled, 0 none there, -1 the server
+ * was lost (EOF, or a message that makes no sense). */
+static int server_recv(int block)
+{
+	struct rn_shimd_msg m;
+	int fds[3] = { -1, -1, -1 }, nfds = 0;
+	size_t got = 0;
+	while (got < sizeof(m)) {
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(3 * sizeof(int))];
+		} cm;
+		struct iovec iov = { (char *)&m + got, sizeof(m) - got };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
+				     .msg_controllen = sizeof(cm.b) };
+		ssize_t k = recvmsg(g_srv.sock, &mh, MSG_CMSG_CLOEXEC | (block || got ? 0 : MSG_DONTWAIT));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && got == 0 && !block && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+			if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t n = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t j = 0; j < n; j++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(h) + j * sizeof(int), sizeof(fd));
+				if (nfds < 3)
+					fds[nfds++] = fd;
+				else
+					close(fd);
+			}
+		}
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	int ok = got == sizeof(m) && m.magic == RN_SHIMD_MAGIC;
+	if (ok && m.kind == RN_SHIMD_NEW && m.pid > 0 && nfds == 3) {
+		void *arena = mmap(NULL, RN_SHIMD_ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
+		close(fds[1]);
+		if (g_srv.pending > 0)
+			g_srv.pending--;
+		g_srv.spawn_errno = 0;
+		if (arena == MAP_FAILED) {
+			close(fds[0]); /* the shim ends; the server reaps it */
+			close(fds[2]);
+			return 1;
+		}
+		rn_grow(&g_srv.pool, &g_srv.cappool, g_srv.npool + 1, sizeof(*g_srv.pool));
+		g_srv.pool[g_srv.npool++] = (struct pshim){ .pid = m.pid, .pidfd = fds[2], .ctl = fds[0],
+							    .arena = arena, .base = m.base };
+		return 1;
+	}
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (ok && m.kind == RN_SHIMD_NEW && m.pid <= 0) { /* its fork failed */
+		if (g_srv.pending > 0)
+			g_srv.pending--;
+		g_srv.spawn_errno = m.value ? m.value : EAGAIN;
+		return 1;
+	}
+	if (ok && m.kind == RN_SHIMD_GONE && nfds == 0) {
+		for (size_t i = 0; i < g_srv.npool; i++) {
+			struct pshim *s = &g_srv.pool[i];
+			if (s->pid != m.pid || s->gone || s->orphan)
+				continue;
+			if (!s->busy) {
+				pool_drop(s); /* it died idle */
+			} else {
+				s->gone = 1;
+				s->wstatus = m.value;
+			}
+			break;
+		}
+		return 1;
+	}
+	server_lost(got == 0, "lost");
+	return -1;
+}
+
+/* Ask the server for another shim (no answer awaited). 0, or -1 with the server lost. */
+static int server_spawn_one(void)
+{
+	struct rn_shimd_msg m = { RN_SHIMD_MAGIC, RN_SHIMD_SPAWN, 0, 1, 0 };
+	ssize_t k;
+	do
+		k = send(g_srv.sock, &m, sizeof(m), MSG_NOSIGNAL);
+	while (k < 0 && errno == EINTR);
+	if (k != (ssize_t)sizeof(m)) {
+		server_lost(1, "lost");
+		return -1;
+	}
+	g_srv.pending++;
+	return 0;
+}
+
+/* runner-shim next to our executable, or $RUNNER_SHIM. Caller frees; NULL if not found out. */
+static char *server_locate(void)
+{
+	const char *env = getenv("RUNNER_SHIM");
+	if (env && *env)
+		return rn_xstrdup(env);
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	return rn_xasprintf("%s/runner-shim", exe);
+}
+
+/* Start runner-shim (it is not waited for: the step that starts it is forked by the caller, the
+ * next one reads its hello). 0, or -1 with the server off. */
+static int server_spawn(void)
+{
+	free(g_srv.path);
+	g_srv.path = server_locate();
+	if (!g_srv.path) {
+		server_off("cannot find the runner's own executable");
+		return -1;
+	}
+	if (access(g_srv.path, X_OK) < 0) {
+		server_off("%s: %s", g_srv.path, strerror(errno));
+		return -1;
+	}
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		server_off("socketpair: %s", strerror(errno));
+		return -1;
+	}
+	if (sv[1] == RN_SHIMD_FD) { /* dup2 onto itself would leave O_CLOEXEC set */
+		int d = fcntl(sv[1], F_DUPFD_CLOEXEC, RN_SHIMD_FD + 1);
+		close(sv[1]);
+		sv[1] = d;
+	}
+	char pidarg[24];
+	snprintf(pidarg, sizeof(pidarg), "%d", (int)getpid());
+	char *argv[] = { g_srv.path, (char *)"--runner", pidarg, NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t all;
+	sigfillset(&all);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	int rc = sv[1] < 0 ? errno : 0;
+	if (!rc)
+		rc = posix_spawn_file_actions_adddup2(&fa, sv[1], RN_SHIMD_FD);
+	if (!rc)
+		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (!rc)
+		rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	/* no signal may reach it before it blocks them all (a Ctrl-C to the process group, say) */
+	if (!rc)
+		rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	if (!rc)
+		rc = posix_spawnattr_setsigmask(&at, &all);
+	if (!rc)
+		rc = posix_spawnattr_setsigdefault(&at, &all);
+	pid_t pid = -1;
+	if (!rc)
+		rc = posix_spawn(&pid, g_srv.path, &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (rc) {
+		close(sv[0]);
+		server_off("%s: %s", g_srv.path, strerror(rc));
+		return -1;
+	}
+	g_srv.sock = sv[0];
+	g_srv.pid = pid;
+	g_srv.owner = getpid();
+	g_srv.gen++;
+	g_srv.pending = 0;
+	g_srv.dead_handoffs = 0;
+	g_srv.state = SRV_STARTING;
+	return 0;
+}
+
+/* Read the hello of a server that was spawned (waiting for it if it is not there yet). 0, or -1
+ * with the server off (not the runner-shim of this build, or it could not set up). */
+static int server_hello(void)
+{
+	struct rn_shimd_hello h;
+	struct pollfd pf = { .fd = g_srv.sock, .events = POLLIN };
+	int ready;
+	do
+		ready = poll(&pf, 1, SERVER_HELLO_MS);
+	while (ready < 0 && errno == EINTR);
+	size_t got = 0;
+	while (ready > 0 && got < sizeof(h)) {
+		ssize_t k = read(g_srv.sock, (char *)&h + got, sizeof(h) - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	if (got != sizeof(h) || h.magic != RN_SHIMD_MAGIC || h.version != RN_SHIMD_VERSION ||
+	    h.msg_size != sizeof(struct rn_shimd_msg) || h.report_size != sizeof(struct rn_shim_report) ||
+	    h.ctx_size != sizeof(rn_shim_ctx) || h.arena_size != RN_SHIMD_ARENA_SIZE) {
+		/* not ours (another build), or it could not set up (no pidfds): for good */
+		kill(g_srv.pid, SIGKILL);
+		server_lost(1, "no valid answer");
+		server_off("%s: %s", g_srv.path,
+			   got == sizeof(h) ? "another version of runner-shim" : "it did not start (no pidfd support?)");
+		return -1;
+	}
+	g_srv.state = SRV_UP;
+	g_srv.pending = 1; /* its first shim comes next */
+	return 0;
+}
+
+void rn_forksrv_prestart(void)
+{
+	server_forget_inherited();
+	if (g_srv.state == SRV_UNTRIED) {
+		g_srv.asked = 2;
+		server_spawn();
+	}
+}
+
+/* ---- handing a step to a shim */
+
+/* Copy s with its NUL into the arena at *off; its address in the shim. */
+static char *put_string(const struct pshim *s, size_t *off, const char *str)
+{
+	size_t n = strlen(str) + 1;
+	memcpy(s->arena + *off, str, n);
+	char *remote = (char *)(uintptr_t)(s->base + *off);
+	*off += n;
+	return remote;
+}
+
+/* Lay the request out in the arena of s: the shim context, argv, sh_argv ("/bin/sh" path
+ * argv[1..]: the ENOEXEC fallback) and envp, the strings after them; every pointer as the shim
+ * sees it. The bytes of the arena it used. */
+static size_t lay_out(struct pshim *s, const rn_shim_ctx *c, size_t argc, size_t envc, uint32_t id)
+{
+	char **argv = (char **)(void *)(s->arena + RN_SHIMD_CTX_SPACE), **sh_argv = argv + argc + 1,
+	     **envp = sh_argv + argc + 2;
+	size_t off = RN_SHIMD_CTX_SPACE + (2 * argc + envc + 4) * sizeof(char *);
+	uint64_t arrays = s->base + RN_SHIMD_CTX_SPACE;
+	rn_shim_ctx *r = (rn_shim_ctx *)(void *)s->arena;
+	memset(r, 0, sizeof(*r));
+	r->parent = g_srv.pid;
+	r->path = c->path ? put_string(s, &off, c->path) : NULL;
+	r->path_errno = c->path_errno;
+	r->dir = c->dir ? put_string(s, &off, c->dir) : NULL;
+	for (size_t i = 0; i < argc; i++)
+		argv[i] = put_string(s, &off, c->argv[i]);
+	argv[argc] = NULL;
+	for (size_t i = 0; i < envc; i++)
+		envp[i] = put_string(s, &off, c->envp[i]);
+	envp[envc] = NULL;
+	sh_argv[0] = put_string(s, &off, "/bin/sh");
+	sh_argv[1] = r->path ? (char *)r->path : argv[0];
+	for (size_t i = 1; i < argc; i++)
+		sh_argv[i + 1] = argv[i];
+	sh_argv[argc + 1] = NULL;
+	r->argv = (char *const *)(uintptr_t)arrays;
+	r->sh_argv = (char *const *)(uintptr_t)(arrays + (argc + 1) * sizeof(char *));
+	r->envp = (char *const *)(uintptr_t)(arrays + (2 * argc + 3) * sizeof(char *));
+	r->children_file = c->children_file;
+	r->signals_clean = 1;
+	r->late_start = c->late_start;
+	r->step_id = id;
+	r->status_w = r->in_fd = r->out_fd = -1; /* the shim sets them from the fds it receives */
+	return off;
+}
+
+/* Send the hand-off with the step's fds. 0, or -1 (the shim is gone). */
+static int send_handoff(struct pshim *s, const rn_shim_ctx *c)
+{
+	struct rn_shimd_handoff h = { RN_SHIMD_MAGIC, 0 };
+	int fds[3], nfds = 0;
+	fds[nfds++] = c->status_w;
+	if (c->out_fd >= 0) {
+		h.flags |= RN_SHIMD_HAVE_OUT;
+		fds[nfds++] = c->out_fd;
+	}
+	if (c->in_fd >= 0) {
+		h.flags |= RN_SHIMD_HAVE_IN;
+		fds[nfds++] = c->in_fd;
+	}
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(3 * sizeof(int))];
+	} cm;
+	memset(&cm, 0, sizeof(cm));
+	struct iovec iov = { &h, sizeof(h) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
+			     .msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int)) };
+	struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
+	ch->cmsg_level = SOL_SOCKET;
+	ch->cmsg_type = SCM_RIGHTS;
+	ch->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+	memcpy(CMSG_DATA(ch), fds, (size_t)nfds * sizeof(int));
+	ssize_t k;
+	do
+		k = sendmsg(s->ctl, &mh, MSG_NOSIGNAL);
+	while (k < 0 && errno == EINTR);
+	return k == (ssize_t)sizeof(h) ? 0 : -1; /* a few bytes on a stream socket: never partial */
+}
+
+int rn_forksrv_start(rn_proc *p, const rn_shim_ctx *c)
+{
+	server_forget_inherited();
+	if (g_srv.state == SRV_UNTRIED) {
+		/* its start-up (an exec, its first shim's fork) would delay this step: the caller forks
+		 * this one */
+		if (g_srv.asked < 2)
+			g_srv.asked++;
+		if (g_srv.asked >= 2)
+			server_spawn();
+		return 0;
+	}
+	if (g_srv.state == SRV_STARTING && server_hello() < 0)
+		return 0;
+	if (g_srv.state != SRV_UP)
+		return 0;
+
+	size_t len = 8 + (c->path ? strlen(c->path) + 1 : 0) + (c->dir ? strlen(c->dir) + 1 : 0);
+	size_t argc = 0, envc = 0;
+	for (; c->argv[argc]; argc++)
+		len += strlen(c->argv[argc]) + 1;
+	for (; c->envp[envc]; envc++)
+		len += strlen(c->envp[envc]) + 1;
+	if (len > RN_SHIMD_MAX_REQUEST || argc + envc > RN_SHIMD_MAX_STRINGS)
+		return 0; /* exec would refuse it anyway: let the local path say so */
+
+	for (;;) {
+		struct pshim *s = pool_take();
+		if (!s) {
+			if (g_srv.pending == 0) {
+				if (g_srv.spawn_errno)
+					return 0; /* it could not fork one: try here (and say why if it fails) */
+				if (server_spawn_one() < 0)
+					return 0;
+			}
+			if (server_recv(1) < 0)
+				return 0;
+			continue;
+		}
+		uint32_t id = g_srv.next_id++;
+		if (g_srv.next_id == 0)
+			g_srv.next_id = 1;
+		s->used = lay_out(s, c, argc, envc, id);
+		if (send_handoff(s, c) < 0) {
+			/* it died idle (the server's message saying so is not read yet) */
+			pool_drop(s);
+			if (++g_srv.dead_handoffs >= HANDOFF_FAILURES) {
+				server_lost(0, "its shims die");
+				return 0;
+			}
+			continue;
+		}
+		g_srv.dead_handoffs = 0;
+		s->busy = 1;
+		s->gone = 0;
+		p->pid = s->pid;
+		p->pidfd = s->pidfd;
+		p->gen = g_srv.gen;
+		p->step = id;
+		/* the next step must not wait for a fork: when this took the last idle shim, the
+		 * server forks another while this step starts */
+		if (g_srv.pending == 0 && pool_idle() == 0) {
+			g_srv.spawn_errno = 0;
+			server_spawn_one();
+		}
+		return 1;
+	}
+}
+
+/* ---- the end of a step */
+
+/* Reap a shim that is (or was) our child: the server died and it was re-parented to us. Its
+ * wait status, or -1 if it was not ours (the server reaped it). */
+static int reap_orphan(int pidfd)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	int w;
+	do
+		w = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
+	while (w < 0 && errno == EINTR);
+	if (w < 0 || si.si_pid == 0)
+		return -1;
+	if (si.si_code == CLD_EXITED)
+		return (si.si_status & 0xff) << 8;
+	return si.si_status & 0x7f; /* killed (CLD_DUMPED: the core flag is not kept) */
+}
+
+int rn_forksrv_finish(rn_proc *p, int reported)
+{
+	int key = p->pidfd, ws = -1;
+	p->pidfd = -1; /* the pool's: closed with its entry */
+	struct pshim *s = key >= 0 && g_srv.owner == getpid() ? pool_find_fd(key) : NULL;
+	/* it died: the server says how, once the orphans of its tree are dead */
+	while (!reported && s && !s->gone && !s->orphan && live()) {
+		if (server_recv(1) < 0)
+			break; /* the server is lost too: s is an orphan now */
+		s = pool_find_fd(key); /* the pool may have moved */
+	}
+	s = pool_find_fd(key);
+	if (!s)
+		return -1;
+	if (reported && !s->orphan && live()) {
+		s->busy = 0;
+		if (s->used > ARENA_KEEP) /* give back what a large request touched */
+			madvise(s->arena + ARENA_KEEP, s->used - ARENA_KEEP, MADV_REMOVE);
+		s->used = 0;
+		if (pool_idle() > POOL_MAX)
+			pool_drop(s);
+		return -1;
+	}
+	if (s->gone) {
+		ws = s->wstatus;
+	} else if (s->orphan) {
+		pool_release(s); /* a reported one exits at EOF on its control socket */
+		ws = reap_orphan(s->pidfd);
+	}
+	pool_drop(s);
+	return ws;
+}
+
+void rn_forksrv_signal(const rn_proc *p, int sig)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	si.si_signo = sig;
+	si.si_code = SI_QUEUE;
+	si.si_pid = getpid();
+	si.si_uid = getuid();
+	si.si_value.sival_int = (int)p->step;
+	syscall(SYS_pidfd_send_signal, p->pidfd, sig, &si, 0);
+}
+
+int rn_forksrv_keeps(pid_t pid)
+{
+	if (pid <= 0)
+		return 0;
+	if ((g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) && pid == g_srv.pid)
+		return 1;
+	struct pshim *s = pool_find(pid);
+	return s && s->busy;
+}
+
+void rn_forksrv_check(void)
+{
+	/* a fork server that died (its shims killed their trees; orphans came back to us) */
+	if (live()) {
+		int st;
+		if (waitpid(g_srv.pid, &st, WNOHANG) == g_srv.pid) {
+			g_srv.pid = -1;
+			server_lost(0, "died");
+		}
+	}
+}
+
+void rn_forksrv_shutdown(void)
+{
+	if (live()) {
+		for (size_t i = g_srv.npool; i-- > 0;) {
+			if (g_srv.pool[i].busy) {
+				pool_release(&g_srv.pool[i]);
+				g_srv.pool[i].orphan = 1;
+			} else {
+				pool_drop(&g_srv.pool[i]);
+			}
+		}
+		close(g_srv.sock); /* EOF: it kills what is left of its shims' trees, then exits */
+		int st;
+		while (waitpid(g_srv.pid, &st, 0) < 0 && errno == EINTR) {
+		}
+	}
+	free(g_srv.path);
+	g_srv.path = NULL;
+	g_srv.sock = -1;
+	g_srv.pid = -1;
+	g_srv.pending = 0;
+	g_srv.failures = 0;
+	g_srv.asked = 0;
+	g_srv.why[0] = '\0';
+	g_srv.state = SRV_UNTRIED;
+	if (g_srv.npool == 0) {
+		free(g_srv.pool);
+		g_srv.pool = NULL;
+		g_srv.cappool = 0;
+	}
+}
+
+pid_t rn_forksrv_pid(void)
+{
+	return g_srv.state == SRV_STARTING || g_srv.state == SRV_UP ? g_srv.pid : -1;
+}
+
+const char *rn_forksrv_info(void)
+{
+	if (g_srv.state == SRV_STARTING || g_srv.state == SRV_UP)
+		snprintf(g_srv.info, sizeof(g_srv.info), "runner-shim %s (pid %d)", g_srv.path, (int)g_srv.pid);
+	else if (g_srv.state == SRV_OFF)
+		snprintf(g_srv.info, sizeof(g_srv.info), "fork (%s)", g_srv.why);
+	else
+		snprintf(g_srv.info, sizeof(g_srv.info), "runner-shim not started yet");
+	return g_srv.info;
+}
