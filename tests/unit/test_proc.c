@@ -33,11 +33,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#define SAFETY_MS 30000 /* a safety net only: every wait ends on an event long before */
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#define SAFETY_MS 3000 /* a safety net only: every wait ends on an event long before */
 
 static char g_marker[64];  /* argument of every long sleep: "4711.<our pid>" */
 static char g_menv[80];    /* "M=<marker>" */
@@ -1512,6 +1516,51 @@ static void test_back_to_back_steps_release_pipes(void **state)
 		fail_msg("the idle shim holds %d fds: %s", n, list);
 }
 
+/* A signal sent the moment a step was handed over (an async start returns before the shim has
+ * even received it) is the step's: the shim drops only signals left from an earlier step. */
+static void test_term_right_after_async_start(void **state)
+{
+	(void)state;
+	const char *argv[] = { "sleep", g_marker, NULL };
+	for (int i = 0; i < 30; i++) {
+		rn_proc p;
+		rn_proc_result r;
+		rn_proc_opts o = { argv, g_env, NULL, -1, -1, NULL, 1 };
+		assert_int_equal(rn_proc_start(&p, &o), 0);
+		rn_proc_term(&p);
+		struct pollfd sf = { .fd = p.status_fd, .events = POLLIN };
+		while (!rn_proc_ready(&p))
+			assert_int_equal(poll(&sf, 1, SAFETY_MS), 1);
+		assert_int_equal(rn_proc_finish(&p, &r), 0);
+		assert_int_equal(r.status, 143);
+		assert_int_equal(r.signal, SIGTERM);
+	}
+}
+
+/* An idle shim of the pool dies (the OOM killer, a stray kill): the next step goes to another
+ * one and runs as usual. */
+static void test_idle_shim_killed(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_run(j, "echo before");
+	pid_t shim = j->p.pid;
+	assert_int_equal(stat_field(shim, 0), rn_proc_server_pid());
+	int pfd = (int)syscall(SYS_pidfd_open, shim, 0);
+	assert_true(pfd >= 0);
+	assert_int_equal(kill(shim, SIGKILL), 0);
+	struct pollfd pf = { .fd = pfd, .events = POLLIN }; /* readable once it has exited */
+	assert_int_equal(poll(&pf, 1, SAFETY_MS), 1);
+	close(pfd);
+	for (int i = 0; i < 3; i++) {
+		job_run(j, "echo after");
+		assert_int_equal(j->rc, 0);
+		assert_int_equal(j->r.status, 0);
+		assert_string_equal(j->out, "after\n");
+		assert_true(j->p.pid != shim);
+	}
+}
+
 int main(void)
 {
 #define COMMON_TESTS \
@@ -1546,12 +1595,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_large_environment, warm, check_clean), \
 		cmocka_unit_test_setup_teardown(test_fallback_without_fork_server, warm, check_clean), \
 		cmocka_unit_test_setup_teardown(test_async_start, warm, check_clean), \
-		cmocka_unit_test_setup_teardown(test_back_to_back_steps_release_pipes, warm, check_clean)
+		cmocka_unit_test_setup_teardown(test_back_to_back_steps_release_pipes, warm, check_clean), \
+		cmocka_unit_test_setup_teardown(test_term_right_after_async_start, warm, check_clean)
 	const struct CMUnitTest server_tests[] = {
 		COMMON_TESTS,
 		cmocka_unit_test_setup_teardown(test_fork_server_in_use, warm, check_clean),
 		cmocka_unit_test_setup_teardown(test_fork_server_killed_mid_step, warm, check_clean),
 		cmocka_unit_test_setup_teardown(test_first_steps_forked_while_server_starts, warm, check_clean),
+		cmocka_unit_test_setup_teardown(test_idle_shim_killed, warm, check_clean),
 	};
 	const struct CMUnitTest fork_tests[] = { COMMON_TESTS };
 #undef COMMON_TESTS
