@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -67,12 +68,13 @@ struct pshim {
 	int wstatus;
 };
 
-/* UNTRIED -> (second unsandboxed step: spawned, the step is forked by the caller; or
- * rn_forksrv_prestart) STARTING -> (next step: its hello read) UP; it dies: UNTRIED again (the
- * next step spawns another), or OFF after SERVER_MAX_FAILURES; OFF: no server. A run of one step
- * never starts it: its start-up (an exec, the dynamic loader, a fork) would cost that run more
- * than the one fork it saves. */
-enum { SRV_UNTRIED, SRV_STARTING, SRV_UP, SRV_OFF };
+/* UNTRIED -> (second unsandboxed step: spawned, the step is forked by the caller) STARTING ->
+ * (next step: its hello read) UP; or UNTRIED -> (rn_forksrv_prestart) SPAWNING (the keeper
+ * thread spawns it; its pid is not known yet) -> STARTING at the next call of this module. It
+ * dies: UNTRIED again (the next step spawns another), or OFF after SERVER_MAX_FAILURES; OFF: no
+ * server. A run of one step never starts it: its start-up (an exec, the dynamic loader, a fork)
+ * would cost that run more than the one fork it saves. */
+enum { SRV_UNTRIED, SRV_SPAWNING, SRV_STARTING, SRV_UP, SRV_OFF };
 
 static struct {
 	int state;
@@ -106,6 +108,132 @@ static void server_off(const char *fmt, ...)
 	vsnprintf(g_srv.why, sizeof(g_srv.why), fmt, ap);
 	va_end(ap);
 	g_srv.state = SRV_OFF;
+}
+
+/* ---- the keeper thread
+ *
+ * posix_spawn suspends the calling thread until the child has exec'd (vfork semantics): up to a
+ * millisecond on a VM. rn_forksrv_prestart has it done by a thread of its own, so the run goes
+ * on reading its workflow and repository meanwhile. The server's PR_SET_PDEATHSIG fires when the
+ * *thread* that spawned it ends, so that thread never ends: it waits for the next spawn request,
+ * with every signal blocked, for as long as the process lives. */
+
+struct spawn_req {
+	const char *path; /* g_srv.path: not changed while a request is out */
+	int fd;           /* the server's end of the socketpair: the keeper closes it */
+	pid_t runner;
+};
+
+struct spawn_res {
+	pid_t pid; /* or -1 */
+	int err;   /* posix_spawn's error */
+};
+
+static struct {
+	int req_w, res_r; /* our ends; -1 until the keeper runs */
+	int req_r, res_w; /* the keeper's ends */
+	pid_t owner;      /* the process the keeper belongs to (a fork has no keeper) */
+} g_keeper = { -1, -1, -1, -1, -1 };
+
+static int spawn_server(const char *path, int fd, pid_t runner, pid_t *pid);
+
+/* Read or write exactly len bytes (a pipe may give or take fewer at a time). 0, or -1. */
+static int io_exact(int fd, void *buf, size_t len, int writing)
+{
+	char *p = buf;
+	while (len > 0) {
+		ssize_t k = writing ? write(fd, p, len) : read(fd, p, len);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		p += k;
+		len -= (size_t)k;
+	}
+	return 0;
+}
+
+static void *keeper_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct spawn_req rq;
+		if (io_exact(g_keeper.req_r, &rq, sizeof(rq), 0) < 0)
+			for (;;) /* cannot happen (nobody closes req_w); it must not end either */
+				pause();
+		struct spawn_res r = { -1, 0 };
+		r.err = spawn_server(rq.path, rq.fd, rq.runner, &r.pid);
+		close(rq.fd);
+		io_exact(g_keeper.res_w, &r, sizeof(r), 1);
+	}
+	return NULL;
+}
+
+/* Start the keeper (once per process). 0, or -1 (then the caller spawns the server itself). */
+static int keeper_start(void)
+{
+	if (g_keeper.owner == getpid())
+		return 0;
+	if (g_keeper.req_w >= 0) { /* a fork's copies: the keeper is its parent's */
+		close(g_keeper.req_w);
+		close(g_keeper.res_r);
+		close(g_keeper.req_r);
+		close(g_keeper.res_w);
+	}
+	int req[2], res[2];
+	if (pipe2(req, O_CLOEXEC) < 0)
+		return -1;
+	if (pipe2(res, O_CLOEXEC) < 0) {
+		close(req[0]);
+		close(req[1]);
+		return -1;
+	}
+	g_keeper.req_r = req[0];
+	g_keeper.req_w = req[1];
+	g_keeper.res_r = res[0];
+	g_keeper.res_w = res[1];
+	/* no signal of the process may land in it (the engine reads them from a signalfd) */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 64 * 1024);
+	pthread_t t;
+	int rc = pthread_create(&t, &at, keeper_main, NULL);
+	pthread_attr_destroy(&at);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		close(req[0]);
+		close(req[1]);
+		close(res[0]);
+		close(res[1]);
+		g_keeper.req_w = g_keeper.res_r = g_keeper.req_r = g_keeper.res_w = -1;
+		return -1;
+	}
+	g_keeper.owner = getpid();
+	return 0;
+}
+
+static void server_off(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A spawn handed to the keeper: wait for its result (it comes as soon as the server has exec'd).
+ * Afterwards the state is STARTING, or OFF. */
+static void settle(void)
+{
+	if (g_srv.state != SRV_SPAWNING)
+		return;
+	struct spawn_res r = { -1, EIO };
+	int got = io_exact(g_keeper.res_r, &r, sizeof(r), 0) == 0;
+	if (!got || r.pid <= 0) {
+		close(g_srv.sock);
+		g_srv.sock = -1;
+		server_off("%s: %s", g_srv.path, strerror(got && r.err ? r.err : EIO));
+		return;
+	}
+	g_srv.pid = r.pid;
+	g_srv.state = SRV_STARTING;
 }
 
 /* ---- the pool */
@@ -247,7 +375,8 @@ static void server_lost(int block, const char *what)
  * ours; nothing is sent). */
 static void server_forget_inherited(void)
 {
-	if ((g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) && g_srv.owner != getpid()) {
+	if ((g_srv.state == SRV_SPAWNING || g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) &&
+	    g_srv.owner != getpid()) {
 		close(g_srv.sock);
 		while (g_srv.npool > 0)
 			pool_drop(&g_srv.pool[g_srv.npool - 1]);
@@ -375,9 +504,49 @@ static char *server_locate(void)
 	return rn_xasprintf("%s/runner-shim", exe);
 }
 
-/* Start runner-shim (it is not waited for: the step that starts it is forked by the caller, the
- * next one reads its hello). 0, or -1 with the server off. */
-static int server_spawn(void)
+/* posix_spawn runner-shim at path with fd as its RN_SHIMD_FD, every signal blocked and set to
+ * its default, stdin and stdout /dev/null, the environment envp. 0 with *pid, or an errno. */
+static int spawn_server_env(const char *path, int fd, pid_t runner, char *const *envp, pid_t *pid)
+{
+	char pidarg[24];
+	snprintf(pidarg, sizeof(pidarg), "%d", (int)runner);
+	char *argv[] = { (char *)(uintptr_t)path, (char *)"--runner", pidarg, NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t all;
+	sigfillset(&all);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	int rc = posix_spawn_file_actions_adddup2(&fa, fd, RN_SHIMD_FD);
+	if (!rc)
+		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (!rc)
+		rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	/* no signal may reach it before it blocks them all (a Ctrl-C to the process group, say) */
+	if (!rc)
+		rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	if (!rc)
+		rc = posix_spawnattr_setsigmask(&at, &all);
+	if (!rc)
+		rc = posix_spawnattr_setsigdefault(&at, &all);
+	if (!rc)
+		rc = posix_spawn(pid, path, &fa, &at, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	return rc;
+}
+
+static char **g_spawn_env; /* the environment a keeper's spawn uses: a copy of environ's pointers */
+
+static int spawn_server(const char *path, int fd, pid_t runner, pid_t *pid)
+{
+	return spawn_server_env(path, fd, runner, g_spawn_env, pid);
+}
+
+/* Start runner-shim without waiting for it: the step that starts it is forked by the caller,
+ * the next one reads its hello. keeper: the keeper thread spawns it (rn_forksrv_prestart), and
+ * this thread does not wait for even that. 0, or -1 with the server off. */
+static int server_spawn(int keeper)
 {
 	free(g_srv.path);
 	g_srv.path = server_locate();
@@ -398,48 +567,41 @@ static int server_spawn(void)
 		int d = fcntl(sv[1], F_DUPFD_CLOEXEC, RN_SHIMD_FD + 1);
 		close(sv[1]);
 		sv[1] = d;
-	}
-	char pidarg[24];
-	snprintf(pidarg, sizeof(pidarg), "%d", (int)getpid());
-	char *argv[] = { g_srv.path, (char *)"--runner", pidarg, NULL };
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t all;
-	sigfillset(&all);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
-	int rc = sv[1] < 0 ? errno : 0;
-	if (!rc)
-		rc = posix_spawn_file_actions_adddup2(&fa, sv[1], RN_SHIMD_FD);
-	if (!rc)
-		rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	if (!rc)
-		rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	/* no signal may reach it before it blocks them all (a Ctrl-C to the process group, say) */
-	if (!rc)
-		rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	if (!rc)
-		rc = posix_spawnattr_setsigmask(&at, &all);
-	if (!rc)
-		rc = posix_spawnattr_setsigdefault(&at, &all);
-	pid_t pid = -1;
-	if (!rc)
-		rc = posix_spawn(&pid, g_srv.path, &fa, &at, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	if (sv[1] >= 0)
-		close(sv[1]);
-	if (rc) {
-		close(sv[0]);
-		server_off("%s: %s", g_srv.path, strerror(rc));
-		return -1;
+		if (d < 0) {
+			close(sv[0]);
+			server_off("fcntl: %s", strerror(errno));
+			return -1;
+		}
 	}
 	g_srv.sock = sv[0];
-	g_srv.pid = pid;
+	g_srv.pid = -1;
 	g_srv.owner = getpid();
 	g_srv.gen++;
 	g_srv.pending = 0;
 	g_srv.dead_handoffs = 0;
+	if (keeper && keeper_start() == 0) {
+		size_t n = 0;
+		while (environ[n])
+			n++;
+		free(g_spawn_env);
+		g_spawn_env = rn_xcalloc(n + 1, sizeof(*g_spawn_env));
+		memcpy(g_spawn_env, environ, n * sizeof(*g_spawn_env));
+		struct spawn_req rq = { g_srv.path, sv[1], g_srv.owner };
+		if (io_exact(g_keeper.req_w, &rq, sizeof(rq), 1) == 0) {
+			g_srv.state = SRV_SPAWNING; /* settle() collects the result */
+			return 0;
+		}
+	}
+	pid_t pid = -1;
+	int rc = spawn_server_env(g_srv.path, sv[1], g_srv.owner, environ, &pid);
+	close(sv[1]);
+	if (rc) {
+		close(sv[0]);
+		g_srv.sock = -1;
+		server_off("%s: %s", g_srv.path, strerror(rc));
+		return -1;
+	}
+	g_srv.pid = pid;
 	g_srv.state = SRV_STARTING;
 	return 0;
 }
@@ -483,7 +645,7 @@ void rn_forksrv_prestart(void)
 	server_forget_inherited();
 	if (g_srv.state == SRV_UNTRIED) {
 		g_srv.asked = 2;
-		server_spawn();
+		server_spawn(1);
 	}
 }
 
@@ -573,13 +735,14 @@ static int send_handoff(struct pshim *s, const rn_shim_ctx *c)
 int rn_forksrv_start(rn_proc *p, const rn_shim_ctx *c)
 {
 	server_forget_inherited();
+	settle();
 	if (g_srv.state == SRV_UNTRIED) {
 		/* its start-up (an exec, its first shim's fork) would delay this step: the caller forks
 		 * this one */
 		if (g_srv.asked < 2)
 			g_srv.asked++;
 		if (g_srv.asked >= 2)
-			server_spawn();
+			server_spawn(0);
 		return 0;
 	}
 	if (g_srv.state == SRV_STARTING && server_hello() < 0)
@@ -715,6 +878,7 @@ int rn_forksrv_keeps(pid_t pid)
 
 void rn_forksrv_check(void)
 {
+	settle();
 	/* a fork server that died (its shims killed their trees; orphans came back to us) */
 	if (live()) {
 		int st;
@@ -727,6 +891,7 @@ void rn_forksrv_check(void)
 
 void rn_forksrv_shutdown(void)
 {
+	settle();
 	if (live()) {
 		for (size_t i = g_srv.npool; i-- > 0;) {
 			if (g_srv.pool[i].busy) {
@@ -759,11 +924,13 @@ void rn_forksrv_shutdown(void)
 
 pid_t rn_forksrv_pid(void)
 {
+	settle();
 	return g_srv.state == SRV_STARTING || g_srv.state == SRV_UP ? g_srv.pid : -1;
 }
 
 const char *rn_forksrv_info(void)
 {
+	settle();
 	if (g_srv.state == SRV_STARTING || g_srv.state == SRV_UP)
 		snprintf(g_srv.info, sizeof(g_srv.info), "runner-shim %s (pid %d)", g_srv.path, (int)g_srv.pid);
 	else if (g_srv.state == SRV_OFF)

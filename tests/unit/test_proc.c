@@ -791,13 +791,14 @@ static void test_runner_dies(void **state)
 		const char *argv[] = { "/bin/sh", "-c",
 				       "setsid sleep $M & sleep $M & echo bg $!; wait", NULL };
 		rn_proc p;
-		/* two steps first (the second starts the fork server), so that this one goes through it */
+		/* the fork server started early (by the keeper thread, whose end would be the server's
+		 * PDEATHSIG: it must last as long as the process), and a step first */
+		rn_proc_prestart();
 		const char *first[] = { "/bin/true", NULL };
 		rn_proc_opts o1 = { first, g_env, NULL, -1, -1, NULL, 0 };
 		rn_proc_result r1;
-		for (int k = 0; k < 2; k++)
-			if (rn_proc_start(&p, &o1) != 0 || rn_proc_finish(&p, &r1) != 0 || r1.status != 0)
-				_exit(1);
+		if (rn_proc_start(&p, &o1) != 0 || rn_proc_finish(&p, &r1) != 0 || r1.status != 0)
+			_exit(1);
 		rn_proc_opts o = { argv, g_env, NULL, op[1], -1, NULL, 0 };
 		if (rn_proc_start(&p, &o) != 0)
 			_exit(1);
@@ -1561,6 +1562,34 @@ static void test_idle_shim_killed(void **state)
 	}
 }
 
+/* rn_proc_prestart: the server is spawned by a thread of its own, without waiting for it; the
+ * first step goes through it, and it lives on (its PDEATHSIG is that thread's end). */
+static void test_prestart(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	rn_proc_shutdown();
+	rn_proc_prestart();
+	pid_t server = rn_proc_server_pid();
+	assert_true(server > 0);
+	assert_int_equal(stat_field(server, 0), getpid());
+	job_sh(j, "echo first; read go", 1);
+	job_expect(j, "first");
+	assert_int_equal(stat_field(j->p.pid, 0), server);
+	job_send(j, "go\n");
+	job_end(j);
+	assert_int_equal(j->r.status, 0);
+	/* again after a shutdown: the same keeper thread spawns the next one */
+	rn_proc_shutdown();
+	rn_proc_prestart();
+	pid_t again = rn_proc_server_pid();
+	assert_true(again > 0 && again != server);
+	job_run(j, "echo second");
+	assert_string_equal(j->out, "second\n");
+	assert_int_equal(rn_proc_server_pid(), again);
+	assert_int_equal(kill(again, 0), 0);
+}
+
 int main(void)
 {
 #define COMMON_TESTS \
@@ -1603,6 +1632,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fork_server_killed_mid_step, warm, check_clean),
 		cmocka_unit_test_setup_teardown(test_first_steps_forked_while_server_starts, warm, check_clean),
 		cmocka_unit_test_setup_teardown(test_idle_shim_killed, warm, check_clean),
+		cmocka_unit_test_setup_teardown(test_prestart, warm, check_clean),
 	};
 	const struct CMUnitTest fork_tests[] = { COMMON_TESTS };
 #undef COMMON_TESTS
