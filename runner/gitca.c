@@ -82,6 +82,155 @@ int PARSE_PATH(struct mbedtls_x509_crt *chain, const char *path)
 	return parse(1, chain, path);
 }
 
+/* libssh2_init: git_libgit2_init() calls it for the SSH transport, and it initialises libssh2's
+ * crypto backend (OpenSSL: its tables, and a cleanup that runs at exit) although only an ssh
+ * fetch uses it. Inside rn_gitca_init it does nothing: libssh2 initialises itself when its
+ * first session is made (libssh2_session_init_ex calls _libssh2_init_if_needed), and
+ * libssh2_exit() does nothing when it was never initialised. */
+#ifdef RN_GITCA_WRAP
+#define SSH2_INIT __wrap_libssh2_init
+int __real_libssh2_init(int flags);
+#else
+#define SSH2_INIT libssh2_init
+#endif
+int SSH2_INIT(int flags);
+
+int SSH2_INIT(int flags)
+{
+	if (in_init)
+		return 0;
+#ifdef RN_GITCA_WRAP
+	return __real_libssh2_init(flags);
+#else
+	int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "libssh2_init");
+	return real ? real(flags) : -1;
+#endif
+}
+
+/* mbedTLS's random generator: git_libgit2_init() seeds one for TLS, and Debian's mbedTLS gathers
+ * HAVEGE timing entropy for it (a third of the initialisation's time) although only a fetch
+ * over https uses it. Inside rn_gitca_init, mbedtls_entropy_init and mbedtls_ctr_drbg_seed are
+ * recorded instead; the first mbedtls_ctr_drbg_random (libgit2 hands it to mbedTLS as the TLS
+ * RNG: every handshake calls it first) makes both calls, so no byte ever comes from an unseeded
+ * generator; a failed seeding fails that call as the original would have failed. The frees
+ * of contexts that were never set up are skipped. */
+struct mbedtls_entropy_context;
+struct mbedtls_ctr_drbg_context;
+typedef int (*entropy_fn)(void *p, unsigned char *out, size_t len);
+#define CTR_DRBG_ENTROPY_SOURCE_FAILED (-0x0034) /* MBEDTLS_ERR_CTR_DRBG_ENTROPY_SOURCE_FAILED */
+
+#ifdef RN_GITCA_WRAP
+#define REAL(name) __real_##name
+#define WRAP(name) __wrap_##name
+#define DECLARE_REAL(ret, name, args) ret __real_##name args;
+#else
+#define WRAP(name) name
+#define DECLARE_REAL(ret, name, args)
+#endif
+DECLARE_REAL(void, mbedtls_entropy_init, (struct mbedtls_entropy_context *ctx))
+DECLARE_REAL(void, mbedtls_entropy_free, (struct mbedtls_entropy_context *ctx))
+DECLARE_REAL(int, mbedtls_ctr_drbg_seed, (struct mbedtls_ctr_drbg_context *ctx, entropy_fn f, void *p,
+					 const unsigned char *custom, size_t len))
+DECLARE_REAL(int, mbedtls_ctr_drbg_random, (void *p_rng, unsigned char *out, size_t len))
+DECLARE_REAL(void, mbedtls_ctr_drbg_free, (struct mbedtls_ctr_drbg_context *ctx))
+void WRAP(mbedtls_entropy_init)(struct mbedtls_entropy_context *ctx);
+void WRAP(mbedtls_entropy_free)(struct mbedtls_entropy_context *ctx);
+int WRAP(mbedtls_ctr_drbg_seed)(struct mbedtls_ctr_drbg_context *ctx, entropy_fn f, void *p,
+				const unsigned char *custom, size_t len);
+int WRAP(mbedtls_ctr_drbg_random)(void *p_rng, unsigned char *out, size_t len);
+void WRAP(mbedtls_ctr_drbg_free)(struct mbedtls_ctr_drbg_context *ctx);
+
+#ifndef RN_GITCA_WRAP
+/* mbedTLS's own function of that name (the next definition after ours), or NULL */
+static void *real_fn(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+#define CALL_REAL(type, name, ...) (real_fn(#name) ? ((type)real_fn(#name))(__VA_ARGS__) : 0)
+#define CALL_REAL_VOID(type, name, ...)                     \
+	do {                                                \
+		type fn_ = (type)real_fn(#name);            \
+		if (fn_)                                    \
+			fn_(__VA_ARGS__);                   \
+	} while (0)
+#else
+#define CALL_REAL(type, name, ...) REAL(name)(__VA_ARGS__)
+#define CALL_REAL_VOID(type, name, ...) REAL(name)(__VA_ARGS__)
+#endif
+typedef void (*ctx_fn)(void *);
+typedef int (*seed_fn)(void *, entropy_fn, void *, const unsigned char *, size_t);
+typedef int (*random_fn)(void *, unsigned char *, size_t);
+
+static struct {
+	struct mbedtls_entropy_context *entropy; /* to mbedtls_entropy_init before seeding */
+	struct mbedtls_ctr_drbg_context *drbg;   /* to seed, with: */
+	entropy_fn f;
+	void *p;
+} seed_later;
+
+void WRAP(mbedtls_entropy_init)(struct mbedtls_entropy_context *ctx)
+{
+	if (in_init) {
+		pthread_mutex_lock(&lock);
+		seed_later.entropy = ctx;
+		pthread_mutex_unlock(&lock);
+		return;
+	}
+	CALL_REAL_VOID(ctx_fn, mbedtls_entropy_init, (void *)ctx);
+}
+
+int WRAP(mbedtls_ctr_drbg_seed)(struct mbedtls_ctr_drbg_context *ctx, entropy_fn f, void *p,
+				const unsigned char *custom, size_t len)
+{
+	if (in_init && !custom && !len) { /* libgit2's call: no personalisation string */
+		pthread_mutex_lock(&lock);
+		seed_later.drbg = ctx;
+		seed_later.f = f;
+		seed_later.p = p;
+		pthread_mutex_unlock(&lock);
+		return 0;
+	}
+	return CALL_REAL(seed_fn, mbedtls_ctr_drbg_seed, (void *)ctx, f, p, custom, len);
+}
+
+int WRAP(mbedtls_ctr_drbg_random)(void *p_rng, unsigned char *out, size_t len)
+{
+	int rc = 0;
+	pthread_mutex_lock(&lock);
+	if (seed_later.drbg && (void *)seed_later.drbg == p_rng) {
+		if (seed_later.entropy)
+			CALL_REAL_VOID(ctx_fn, mbedtls_entropy_init, (void *)seed_later.entropy);
+		seed_later.entropy = NULL;
+		rc = CALL_REAL(seed_fn, mbedtls_ctr_drbg_seed, (void *)seed_later.drbg, seed_later.f, seed_later.p, NULL, 0);
+		if (rc == 0)
+			seed_later.drbg = NULL;
+		else
+			rc = CTR_DRBG_ENTROPY_SOURCE_FAILED;
+	}
+	pthread_mutex_unlock(&lock);
+	return rc ? rc : CALL_REAL(random_fn, mbedtls_ctr_drbg_random, p_rng, out, len);
+}
+
+void WRAP(mbedtls_entropy_free)(struct mbedtls_entropy_context *ctx)
+{
+	pthread_mutex_lock(&lock);
+	int never = seed_later.entropy && seed_later.entropy == ctx; /* never set up: nothing to free */
+	if (never)
+		seed_later.entropy = NULL;
+	pthread_mutex_unlock(&lock);
+	if (!never)
+		CALL_REAL_VOID(ctx_fn, mbedtls_entropy_free, (void *)ctx);
+}
+
+void WRAP(mbedtls_ctr_drbg_free)(struct mbedtls_ctr_drbg_context *ctx)
+{
+	pthread_mutex_lock(&lock);
+	if (seed_later.drbg == ctx) /* freed unseeded: nothing to seed any more */
+		seed_later.drbg = NULL;
+	pthread_mutex_unlock(&lock);
+	CALL_REAL_VOID(ctx_fn, mbedtls_ctr_drbg_free, (void *)ctx);
+}
+
 int rn_gitca_init(void)
 {
 	in_init = 1;
@@ -107,6 +256,14 @@ int rn_gitca_load(void)
 	}
 	pthread_mutex_unlock(&lock);
 	return rc;
+}
+
+void *rn_gitca_rng_pending(void)
+{
+	pthread_mutex_lock(&lock);
+	void *d = seed_later.drbg;
+	pthread_mutex_unlock(&lock);
+	return d;
 }
 
 const char *rn_gitca_pending(void)

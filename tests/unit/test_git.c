@@ -585,12 +585,25 @@ static void test_ca_deferred(void **state)
 	assert_int_equal(rn_gitca_load(), 0);
 	assert_null(rn_gitca_pending());
 	assert_int_equal(rn_gitca_load(), 0); /* once */
+	/* the TLS random generator: seeded by its first use, never used unseeded */
+	void *drbg = rn_gitca_rng_pending();
+	assert_non_null(drbg);
+	int (*rnd)(void *, unsigned char *, size_t) =
+		(int (*)(void *, unsigned char *, size_t))dlsym(RTLD_DEFAULT, "mbedtls_ctr_drbg_random");
+	assert_non_null(rnd);
+	unsigned char a[32], zero[32];
+	memset(a, 0, sizeof(a));
+	memset(zero, 0, sizeof(zero));
+	assert_int_equal(rnd(drbg, a, sizeof(a)), 0);
+	assert_null(rn_gitca_rng_pending());
+	assert_memory_not_equal(a, zero, sizeof(a));
 	/* every reference dropped (this test's and group_setup's): libgit2 starts again, and puts
 	 * the parse off again; the new reference is group_setup's again */
 	rn_git_shutdown();
 	rn_git_shutdown();
 	assert_int_equal(rn_git_init(), 0);
 	assert_non_null(rn_gitca_pending());
+	assert_non_null(rn_gitca_rng_pending()); /* shut down unseeded, and put off again */
 }
 
 int main(void)
