@@ -49,8 +49,8 @@
 #define SERVER_MAX_FAILURES 3
 #define POOL_MAX 16               /* idle shims kept; more are let go when their step is over */
 #define ARENA_KEEP (256u << 10)   /* arena bytes kept touched between steps */
-#define HANDOFF_FAILURES 3        /* shims in a row that were dead when handed a step: the server
-                                   * is broken (counts as its failure) */
+#define HANDOFF_TRIES 3           /* shims found dead when handed a step: after these, the step
+                                   * is forked by the caller */
 
 extern char **environ;
 
@@ -63,6 +63,8 @@ struct pshim {
 	uint64_t base; /* the arena's address in the shim */
 	size_t used;   /* arena bytes the last request touched */
 	int busy;      /* runs a step (until rn_forksrv_finish) */
+	int signalled; /* its step was signalled: not reused (a signal still pending could absorb
+	                * one meant for the next step: ordinary signals do not queue) */
 	int orphan;    /* busy when its server was lost: reaped by us when its step is over */
 	int gone;      /* the server said it ended, with wstatus */
 	int wstatus;
@@ -80,12 +82,11 @@ static struct {
 	int state;
 	int sock;        /* our end of the socketpair (STARTING, UP) */
 	pid_t pid;       /* runner-shim (STARTING, UP) */
-	pid_t owner;     /* the process that started it: a forked copy of us must start its own */
+	pid_t owner;     /* the process that started it */
 	int gen;         /* counts the servers started */
 	int asked;       /* unsandboxed steps started (up to 2) */
 	int failures;    /* servers that died or would not start */
 	int pending;     /* shims asked for (or promised) whose NEW message is not read yet */
-	int dead_handoffs; /* shims in a row found dead when handed a step */
 	int spawn_errno;   /* the server's last fork of a shim failed with it (0: none) */
 	uint32_t next_id;  /* the next step's id (signals carry it) */
 	char *path;      /* the runner-shim in use or last tried */
@@ -95,9 +96,22 @@ static struct {
 	size_t npool, cappool;
 } g_srv = { .state = SRV_UNTRIED, .sock = -1, .pid = -1, .owner = -1, .next_id = 1 };
 
+/* Set in the child of a fork() (pthread_atfork): what it inherited of the server is not its. */
+static volatile sig_atomic_t g_forked;
+
+static void mark_forked(void)
+{
+	g_forked = 1;
+}
+
+static void watch_forks(void)
+{
+	pthread_atfork(NULL, NULL, mark_forked);
+}
+
 static int live(void)
 {
-	return (g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) && g_srv.owner == getpid();
+	return g_srv.state == SRV_STARTING || g_srv.state == SRV_UP;
 }
 
 static void server_off(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -334,33 +348,35 @@ static void reap_server_orphans(void)
 	}
 }
 
-/* The server is gone or broke the protocol: every shim is let go (busy ones end once their step
- * is reported: they are orphans now, reaped by rn_forksrv_finish), the server and its idle
- * shims are reaped; it is started again at the next step unless that happened too often.
- * block: wait for the server to exit (it is on its way out). */
-static void server_lost(int block, const char *what)
+/* The server is gone or broke the protocol: it is made sure of (SIGKILL) and reaped, its idle
+ * shims are let go and reaped, its busy ones are orphans (their steps go on; rn_forksrv_finish
+ * lets them go and reaps them); it is started again at the next step unless that happened too
+ * often. */
+static void server_lost(const char *what)
 {
 	if (g_srv.sock >= 0)
 		close(g_srv.sock);
 	g_srv.sock = -1;
 	g_srv.pending = 0;
-	g_srv.dead_handoffs = 0;
 	for (size_t i = g_srv.npool; i-- > 0;) {
 		struct pshim *s = &g_srv.pool[i];
-		if (s->busy) {
-			pool_release(s);
+		if (s->busy) { /* its step goes on; its socket is closed once the step is finished */
+			if (s->arena)
+				munmap(s->arena, RN_SHIMD_ARENA_SIZE);
+			s->arena = NULL;
 			s->orphan = 1;
 		} else {
 			pool_drop(s);
 		}
 	}
 	if (g_srv.pid > 0) {
+		/* not waited for while it lives: its exit would wait for its busy shims */
 		int st;
 		pid_t w;
 		do
-			w = waitpid(g_srv.pid, &st, block ? 0 : WNOHANG);
+			w = waitpid(g_srv.pid, &st, WNOHANG);
 		while (w < 0 && errno == EINTR);
-		if (w == 0) /* still running (it broke the protocol): make sure it goes */
+		if (w == 0) /* still running (it broke the protocol, or is on its way out) */
 			kill(g_srv.pid, SIGKILL), waitpid(g_srv.pid, &st, 0);
 		g_srv.pid = -1;
 	}
@@ -371,20 +387,23 @@ static void server_lost(int block, const char *what)
 		g_srv.state = SRV_UNTRIED;
 }
 
-/* In a fork of the process that owns the server: drop our copies of its socket and shims (not
- * ours; nothing is sent). */
+/* In the child of a fork of the process that owns a server: drop our copies of its socket and
+ * shims (not ours; nothing is sent, and a keeper's spawn result is not ours to read). Every
+ * entry point calls it first. */
 static void server_forget_inherited(void)
 {
-	if ((g_srv.state == SRV_SPAWNING || g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) &&
-	    g_srv.owner != getpid()) {
+	if (!g_forked)
+		return;
+	g_forked = 0;
+	if (g_srv.sock >= 0)
 		close(g_srv.sock);
-		while (g_srv.npool > 0)
-			pool_drop(&g_srv.pool[g_srv.npool - 1]);
-		g_srv.sock = -1;
-		g_srv.pid = -1;
-		g_srv.pending = 0;
+	while (g_srv.npool > 0)
+		pool_drop(&g_srv.pool[g_srv.npool - 1]);
+	g_srv.sock = -1;
+	g_srv.pid = -1;
+	g_srv.pending = 0;
+	if (g_srv.state != SRV_OFF)
 		g_srv.state = SRV_UNTRIED;
-	}
 }
 
 /* ---- talking to the server */
@@ -409,7 +428,8 @@ static int server_recv(int block)
 			continue;
 		if (k < 0 && got == 0 && !block && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
-		for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+		/* the control data is the kernel's only when something was received */
+		for (struct cmsghdr *h = k > 0 ? CMSG_FIRSTHDR(&mh) : NULL; h; h = CMSG_NXTHDR(&mh, h)) {
 			if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
 				continue;
 			size_t n = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -466,7 +486,7 @@ static int server_recv(int block)
 		}
 		return 1;
 	}
-	server_lost(got == 0, "lost");
+	server_lost("lost");
 	return -1;
 }
 
@@ -479,7 +499,7 @@ static int server_spawn_one(void)
 		k = send(g_srv.sock, &m, sizeof(m), MSG_NOSIGNAL);
 	while (k < 0 && errno == EINTR);
 	if (k != (ssize_t)sizeof(m)) {
-		server_lost(1, "lost");
+		server_lost("lost");
 		return -1;
 	}
 	g_srv.pending++;
@@ -573,12 +593,13 @@ static int server_spawn(int keeper)
 			return -1;
 		}
 	}
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, watch_forks);
 	g_srv.sock = sv[0];
 	g_srv.pid = -1;
 	g_srv.owner = getpid();
 	g_srv.gen++;
 	g_srv.pending = 0;
-	g_srv.dead_handoffs = 0;
 	if (keeper && keeper_start() == 0) {
 		size_t n = 0;
 		while (environ[n])
@@ -630,7 +651,7 @@ static int server_hello(void)
 	    h.ctx_size != sizeof(rn_shim_ctx) || h.arena_size != RN_SHIMD_ARENA_SIZE) {
 		/* not ours (another build), or it could not set up (no pidfds): for good */
 		kill(g_srv.pid, SIGKILL);
-		server_lost(1, "no valid answer");
+		server_lost("no valid answer");
 		server_off("%s: %s", g_srv.path,
 			   got == sizeof(h) ? "another version of runner-shim" : "it did not start (no pidfd support?)");
 		return -1;
@@ -749,6 +770,14 @@ int rn_forksrv_start(rn_proc *p, const rn_shim_ctx *c)
 		return 0;
 	if (g_srv.state != SRV_UP)
 		return 0;
+	/* a server that died since the last step (its SIGCHLD not handled yet): its idle shims would
+	 * kill a step at once (their PDEATHSIG); this one is forked here, the next ones get a new
+	 * server */
+	struct pollfd pf = { .fd = g_srv.sock, .events = 0 };
+	if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLERR))) {
+		server_lost("died");
+		return 0;
+	}
 
 	size_t len = 8 + (c->path ? strlen(c->path) + 1 : 0) + (c->dir ? strlen(c->dir) + 1 : 0);
 	size_t argc = 0, envc = 0;
@@ -759,18 +788,29 @@ int rn_forksrv_start(rn_proc *p, const rn_shim_ctx *c)
 	if (len > RN_SHIMD_MAX_REQUEST || argc + envc > RN_SHIMD_MAX_STRINGS)
 		return 0; /* exec would refuse it anyway: let the local path say so */
 
-	for (;;) {
+	for (int tries = 0;;) {
 		struct pshim *s = pool_take();
 		if (!s) {
 			if (g_srv.pending == 0) {
-				if (g_srv.spawn_errno)
-					return 0; /* it could not fork one: try here (and say why if it fails) */
+				if (g_srv.spawn_errno) { /* it could not fork one: this step is forked here
+				                          * (which says why if it fails too); the next asks again */
+					g_srv.spawn_errno = 0;
+					return 0;
+				}
 				if (server_spawn_one() < 0)
 					return 0;
 			}
 			if (server_recv(1) < 0)
 				return 0;
 			continue;
+		}
+		/* the next step must not wait for a fork: when this takes the last idle shim, the
+		 * server forks another while this step starts. Asked first, so that a server found
+		 * dead now is not one whose shim has just been handed a step. */
+		if (g_srv.pending == 0 && pool_idle() == 1) {
+			g_srv.spawn_errno = 0;
+			if (server_spawn_one() < 0)
+				return 0;
 		}
 		uint32_t id = g_srv.next_id++;
 		if (g_srv.next_id == 0)
@@ -779,25 +819,17 @@ int rn_forksrv_start(rn_proc *p, const rn_shim_ctx *c)
 		if (send_handoff(s, c) < 0) {
 			/* it died idle (the server's message saying so is not read yet) */
 			pool_drop(s);
-			if (++g_srv.dead_handoffs >= HANDOFF_FAILURES) {
-				server_lost(0, "its shims die");
+			if (++tries >= HANDOFF_TRIES)
 				return 0;
-			}
 			continue;
 		}
-		g_srv.dead_handoffs = 0;
 		s->busy = 1;
 		s->gone = 0;
+		s->signalled = 0;
 		p->pid = s->pid;
 		p->pidfd = s->pidfd;
 		p->gen = g_srv.gen;
 		p->step = id;
-		/* the next step must not wait for a fork: when this took the last idle shim, the
-		 * server forks another while this step starts */
-		if (g_srv.pending == 0 && pool_idle() == 0) {
-			g_srv.spawn_errno = 0;
-			server_spawn_one();
-		}
 		return 1;
 	}
 }
@@ -825,7 +857,8 @@ int rn_forksrv_finish(rn_proc *p, int reported)
 {
 	int key = p->pidfd, ws = -1;
 	p->pidfd = -1; /* the pool's: closed with its entry */
-	struct pshim *s = key >= 0 && g_srv.owner == getpid() ? pool_find_fd(key) : NULL;
+	server_forget_inherited();
+	struct pshim *s = key >= 0 ? pool_find_fd(key) : NULL;
 	/* it died: the server says how, once the orphans of its tree are dead */
 	while (!reported && s && !s->gone && !s->orphan && live()) {
 		if (server_recv(1) < 0)
@@ -835,7 +868,7 @@ int rn_forksrv_finish(rn_proc *p, int reported)
 	s = pool_find_fd(key);
 	if (!s)
 		return -1;
-	if (reported && !s->orphan && live()) {
+	if (reported && !s->orphan && !s->gone && !s->signalled && live()) {
 		s->busy = 0;
 		if (s->used > ARENA_KEEP) /* give back what a large request touched */
 			madvise(s->arena + ARENA_KEEP, s->used - ARENA_KEEP, MADV_REMOVE);
@@ -845,7 +878,7 @@ int rn_forksrv_finish(rn_proc *p, int reported)
 		return -1;
 	}
 	if (s->gone) {
-		ws = s->wstatus;
+		ws = reported ? -1 : s->wstatus;
 	} else if (s->orphan) {
 		pool_release(s); /* a reported one exits at EOF on its control socket */
 		ws = reap_orphan(s->pidfd);
@@ -856,6 +889,10 @@ int rn_forksrv_finish(rn_proc *p, int reported)
 
 void rn_forksrv_signal(const rn_proc *p, int sig)
 {
+	server_forget_inherited();
+	struct pshim *s = pool_find_fd(p->pidfd);
+	if (s)
+		s->signalled = 1;
 	siginfo_t si;
 	memset(&si, 0, sizeof(si));
 	si.si_signo = sig;
@@ -868,6 +905,7 @@ void rn_forksrv_signal(const rn_proc *p, int sig)
 
 int rn_forksrv_keeps(pid_t pid)
 {
+	server_forget_inherited();
 	if (pid <= 0)
 		return 0;
 	if ((g_srv.state == SRV_STARTING || g_srv.state == SRV_UP) && pid == g_srv.pid)
@@ -878,19 +916,21 @@ int rn_forksrv_keeps(pid_t pid)
 
 void rn_forksrv_check(void)
 {
+	server_forget_inherited();
 	settle();
 	/* a fork server that died (its shims killed their trees; orphans came back to us) */
 	if (live()) {
 		int st;
 		if (waitpid(g_srv.pid, &st, WNOHANG) == g_srv.pid) {
 			g_srv.pid = -1;
-			server_lost(0, "died");
+			server_lost("died");
 		}
 	}
 }
 
 void rn_forksrv_shutdown(void)
 {
+	server_forget_inherited();
 	settle();
 	if (live()) {
 		for (size_t i = g_srv.npool; i-- > 0;) {
@@ -924,12 +964,14 @@ void rn_forksrv_shutdown(void)
 
 pid_t rn_forksrv_pid(void)
 {
+	server_forget_inherited();
 	settle();
 	return g_srv.state == SRV_STARTING || g_srv.state == SRV_UP ? g_srv.pid : -1;
 }
 
 const char *rn_forksrv_info(void)
 {
+	server_forget_inherited();
 	settle();
 	if (g_srv.state == SRV_STARTING || g_srv.state == SRV_UP)
 		snprintf(g_srv.info, sizeof(g_srv.info), "runner-shim %s (pid %d)", g_srv.path, (int)g_srv.pid);

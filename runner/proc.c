@@ -285,7 +285,7 @@ void rn_proc_kill(rn_proc *p)
 void rn_proc_reap_strays(void)
 {
 	rn_forksrv_check();
-	rn_shim_kill_strays(keep_child, NULL);
+	rn_shim_kill_strays(keep_child, NULL, 0);
 }
 
 /* Consume the START byte of an async start if it is there. 1 if it was (or there is nothing
@@ -407,7 +407,7 @@ int rn_proc_finish(rn_proc *p, rn_proc_result *r)
 	}
 	/* the shim died without a report: its orphans came back to its parent, which killed them
 	 * (the fork server before it wrote the DIED record; we, a subreaper, do it here) */
-	rn_shim_kill_strays(keep_child, NULL);
+	rn_shim_kill_strays(keep_child, NULL, 0);
 	int ws = p->wstatus;
 	if (ws != -1 && WIFSIGNALED(ws)) {
 		r->signal = WTERMSIG(ws);

@@ -737,7 +737,7 @@ int rn_shim_stat(pid_t pid, pid_t *ppid, pid_t *sid)
 	return stat_fields(pid, ppid, sid);
 }
 
-void rn_shim_kill_strays(int (*keep)(pid_t pid, void *arg), void *arg)
+void rn_shim_kill_strays(int (*keep)(pid_t pid, void *arg), void *arg, int any_session)
 {
 	pid_t self = getpid(), sid = getsid(0);
 	pid_t kids[512];
@@ -747,7 +747,7 @@ void rn_shim_kill_strays(int (*keep)(pid_t pid, void *arg), void *arg)
 		int found = 0;
 		for (size_t i = 0; i < n; i++) {
 			pid_t k = kids[i], ksid;
-			if ((keep && keep(k, arg)) || stat_fields(k, NULL, &ksid) < 0 || ksid == sid)
+			if ((keep && keep(k, arg)) || stat_fields(k, NULL, &ksid) < 0 || (!any_session && ksid == sid))
 				continue;
 			found++;
 			size_t m = walk_tree(k, 0, cf, g_tree, TREE_MAX);

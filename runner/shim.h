@@ -156,8 +156,10 @@ size_t rn_shim_children(pid_t pid, pid_t *out, size_t max);
 /* Parent and session of pid from /proc/PID/stat (either may be NULL). 0, or -1 if it is gone. */
 int rn_shim_stat(pid_t pid, pid_t *ppid, pid_t *sid);
 /* SIGKILL, with their descendants, and reap every child of the caller that keep() does not
- * claim and that is not in the caller's session; repeats while that brings orphans back (the
- * caller is their subreaper). keep may be NULL. */
-void rn_shim_kill_strays(int (*keep)(pid_t pid, void *arg), void *arg);
+ * claim and (unless any_session) that is not in the caller's session; repeats while that brings
+ * orphans back (the caller is their subreaper). keep may be NULL. The fork server passes
+ * any_session: its only children of its own are its shims (a command orphaned before its
+ * setsid() is still in the server's session). */
+void rn_shim_kill_strays(int (*keep)(pid_t pid, void *arg), void *arg, int any_session);
 
 #endif

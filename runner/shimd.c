@@ -123,7 +123,8 @@ static int recv_full(int fd, void *buf, size_t len, int *fds, int *nfds)
 		ssize_t k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
 		if (k < 0 && errno == EINTR)
 			continue;
-		for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+		/* the control data is the kernel's only when something was received */
+		for (struct cmsghdr *h = k > 0 ? CMSG_FIRSTHDR(&mh) : NULL; h; h = CMSG_NXTHDR(&mh, h)) {
 			if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
 				continue;
 			size_t n = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -190,21 +191,27 @@ static _Noreturn void shim_loop(pid_t server, int ctl, char *arena)
 		int fds[3] = { -1, -1, -1 }, nfds = 0;
 		if (recv_full(ctl, &h, sizeof(h), fds, &nfds) <= 0 || h.magic != RN_SHIMD_MAGIC || nfds < 1)
 			_exit(0);
-		/* the runner died right after it sent this (its end is closed): start nothing */
-		struct pollfd pf = { .fd = ctl, .events = 0 };
-		if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLERR)))
-			_exit(0);
 		rn_shim_ctx *c = (rn_shim_ctx *)(void *)arena; /* written by the runner */
-		/* signals still pending from the previous step are dropped; one that was queued for
-		 * this step already (the runner may signal it as soon as the hand-off is sent) is kept */
+		/* Signals still pending: a signal the runner queued for an earlier step (SI_QUEUE with
+		 * another step's id) is dropped; anything else is this step's. A signalled step's
+		 * shim is not reused (forksrv.c), so no pending signal of an earlier step can have
+		 * absorbed one for this step (ordinary signals do not queue). A SIGUSR1 that is not
+		 * the runner's is our PDEATHSIG: the server died, and this step is killed at once. */
 		static const struct timespec zero = { 0, 0 };
 		siginfo_t si;
 		int term = 0, kill_now = 0;
-		while (sigtimedwait(&stale, &si, &zero) > 0)
-			if (si.si_code == SI_QUEUE && (uint32_t)si.si_value.sival_int == c->step_id) {
-				term |= si.si_signo == SIGTERM;
-				kill_now |= si.si_signo == SIGUSR1;
-			}
+		while (sigtimedwait(&stale, &si, &zero) > 0) {
+			int mine = si.si_code != SI_QUEUE || (uint32_t)si.si_value.sival_int == c->step_id;
+			term |= mine && si.si_signo == SIGTERM;
+			kill_now |= mine && si.si_signo == SIGUSR1;
+		}
+		/* the runner died right after it sent this (its end is closed): start nothing; the
+		 * server is gone: the step is killed as it starts */
+		struct pollfd pf = { .fd = ctl, .events = 0 };
+		if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLERR)))
+			_exit(0);
+		if (getppid() != server)
+			kill_now = 1;
 		if (term)
 			kill(getpid(), SIGTERM);
 		if (kill_now)
@@ -311,7 +318,7 @@ static int child_exited(pid_t pid, int st)
 		return 1;
 	g_shims[i] = g_shims[--g_nshims];
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		rn_shim_kill_strays(is_ours, NULL);
+		rn_shim_kill_strays(is_ours, NULL, 1);
 	send_msg(RN_SHIMD_GONE, pid, st, 0, NULL, 0); /* the runner may be gone: no matter */
 	return 0;
 }
@@ -334,7 +341,7 @@ static int reap(int block)
 		block = 0;
 	}
 	if (strays)
-		rn_shim_kill_strays(is_ours, NULL);
+		rn_shim_kill_strays(is_ours, NULL, 1);
 	return rc;
 }
 
@@ -419,7 +426,7 @@ int main(int argc, char **argv)
 		kill(g_shims[i], SIGUSR1);
 	while (g_nshims > 0 && reap(1) == 0) {
 	}
-	rn_shim_kill_strays(NULL, NULL);
+	rn_shim_kill_strays(NULL, NULL, 1);
 	close(sfd);
 	free(g_shims);
 	return 0;

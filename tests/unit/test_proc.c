@@ -41,7 +41,7 @@
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
-#define SAFETY_MS 3000 /* a safety net only: every wait ends on an event long before */
+#define SAFETY_MS 30000 /* a safety net only: every wait ends on an event long before */
 
 static char g_marker[64];  /* argument of every long sleep: "4711.<our pid>" */
 static char g_menv[80];    /* "M=<marker>" */
@@ -1244,11 +1244,13 @@ static void test_shim_takes_next_step_clean(void **state)
 	assert_int_equal(a->rc, 0);
 	assert_int_equal(a->r.status, 0);
 	assert_string_equal(a->out, "a-done\n");
-	/* the next step: the same shim (the server had one idle), not killed by the stale signals */
+	/* the next step: not on that shim (a signalled shim is not reused: the signals still
+	 * pending there would absorb the same ones meant for its next step, since ordinary
+	 * signals do not queue), and not killed by the stale signals */
 	job_sh(b, "echo b-ready; read go; echo b-done", 1);
 	job_expect(b, "b-ready");
 	if (g_server)
-		assert_int_equal(b->p.pid, shim);
+		assert_true(b->p.pid != shim);
 	job_send(b, "go\n");
 	job_end(b);
 	assert_int_equal(b->rc, 0);
@@ -1590,6 +1592,130 @@ static void test_prestart(void **state)
 	assert_int_equal(kill(again, 0), 0);
 }
 
+/* A step that was signalled after its report (a cancel racing its end) leaves signals pending on
+ * its shim; a step started and signalled right after it must still get its own (an ordinary
+ * signal already pending swallows a second one of the same number). */
+static void test_signal_after_a_stale_one(void **state)
+{
+	(void)state;
+	const char *argv[] = { "sleep", g_marker, NULL };
+	for (int i = 0; i < 5; i++) {
+		job *a = &g_job;
+		job_sh(a, "true", 0);
+		struct pollfd pf = { .fd = a->p.status_fd, .events = POLLIN };
+		assert_int_equal(poll(&pf, 1, SAFETY_MS), 1); /* reported, not read yet */
+		if (i % 2)
+			rn_proc_kill(&a->p);
+		else
+			rn_proc_term(&a->p);
+		pid_t old = a->p.pid;
+		job_end(a);
+		assert_int_equal(a->r.status, 0);
+		/* the old shim is held still until the next step is signalled, so that, were it handed
+		 * that step, the signal would surely come before it looks at what is pending (a
+		 * server's shim is not reaped here: its pid is not reused meanwhile) */
+		if (g_server)
+			kill(old, SIGSTOP);
+		rn_proc p;
+		rn_proc_result r;
+		rn_proc_opts o = { argv, g_env, NULL, -1, -1, NULL, 1 };
+		assert_int_equal(rn_proc_start(&p, &o), 0);
+		if (i % 2)
+			rn_proc_kill(&p);
+		else
+			rn_proc_term(&p);
+		if (g_server)
+			kill(old, SIGCONT);
+		struct pollfd sf = { .fd = p.status_fd, .events = POLLIN };
+		while (!rn_proc_ready(&p))
+			assert_int_equal(poll(&sf, 1, SAFETY_MS), 1);
+		assert_int_equal(rn_proc_finish(&p, &r), 0);
+		assert_int_equal(r.status, i % 2 ? 128 + SIGKILL : 143);
+	}
+}
+
+/* A child forked from a process whose server is up (without exec) does not use its parent's
+ * server or shims, even after an rn_proc_shutdown of its own: it starts its own, and the
+ * parent's go on. */
+static void test_forked_child_uses_its_own_server(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_run(j, "true");
+	pid_t server = rn_proc_server_pid();
+	assert_true(server > 0);
+	int rp[2];
+	assert_int_equal(pipe2(rp, O_CLOEXEC), 0);
+	pid_t kid = fork();
+	assert_true(kid >= 0);
+	if (kid == 0) {
+		close(rp[0]);
+		rn_proc_shutdown(); /* "stop my server": not the parent's */
+		rn_proc_prestart();
+		const char *argv[] = { "/bin/true", NULL };
+		rn_proc_opts o = { argv, g_env, NULL, -1, -1, NULL, 0 };
+		int bad = 0;
+		for (int i = 0; i < 3; i++) {
+			rn_proc p;
+			rn_proc_result r;
+			if (rn_proc_start(&p, &o) != 0) {
+				bad = 1;
+				break;
+			}
+			long parent = stat_field(p.pid, 0);
+			bad |= parent == server || parent <= 0;
+			bad |= rn_proc_finish(&p, &r) != 0 || r.status != 0;
+		}
+		bad |= rn_proc_server_pid() == server;
+		rn_proc_shutdown();
+		char c = bad ? 'x' : 'k';
+		_exit(write(rp[1], &c, 1) == 1 && !bad ? 0 : 1);
+	}
+	close(rp[1]);
+	char c = 0;
+	assert_int_equal(read(rp[0], &c, 1), 1);
+	close(rp[0]);
+	int st;
+	assert_int_equal(waitpid(kid, &st, 0), kid);
+	assert_int_equal(c, 'k');
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* the parent's server was left alone */
+	assert_int_equal(rn_proc_server_pid(), server);
+	job_run(j, "echo still");
+	assert_string_equal(j->out, "still\n");
+	assert_int_equal(rn_proc_server_pid(), server);
+}
+
+/* The server dies while its shims wait (killed by hand, the OOM killer), and a step starts
+ * before the runner has handled the SIGCHLD: the step runs (forked here), the server's shims are
+ * gone, and the step after gets a new server. */
+static void test_step_right_after_server_died(void **state)
+{
+	(void)state;
+	job *j = &g_job;
+	job_run(j, "true");
+	job_run(j, "true");
+	pid_t server = rn_proc_server_pid();
+	assert_true(server > 0);
+	assert_int_equal(kill(server, SIGKILL), 0);
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	assert_int_equal(waitid(P_PID, (id_t)server, &si, WEXITED | WNOWAIT), 0); /* dead, not reaped */
+	g_check_parent = 0; /* forked here, though a server was running before it */
+	job_run(j, "echo ran");
+	g_check_parent = 1;
+	assert_int_equal(j->rc, 0);
+	assert_int_equal(j->r.status, 0);
+	assert_string_equal(j->out, "ran\n");
+	errno = 0;
+	assert_int_equal(waitpid(server, NULL, WNOHANG), -1); /* reaped by the runner's side */
+	assert_int_equal(errno, ECHILD);
+	job_run(j, "echo next");
+	assert_string_equal(j->out, "next\n");
+	pid_t again = rn_proc_server_pid();
+	assert_true(again > 0 && again != server);
+}
+
 int main(void)
 {
 #define COMMON_TESTS \
@@ -1633,6 +1759,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_first_steps_forked_while_server_starts, warm, check_clean),
 		cmocka_unit_test_setup_teardown(test_idle_shim_killed, warm, check_clean),
 		cmocka_unit_test_setup_teardown(test_prestart, warm, check_clean),
+		cmocka_unit_test_setup_teardown(test_signal_after_a_stale_one, warm, check_clean),
+		cmocka_unit_test_setup_teardown(test_forked_child_uses_its_own_server, warm, check_clean),
+		cmocka_unit_test_setup_teardown(test_step_right_after_server_died, warm, check_clean),
 	};
 	const struct CMUnitTest fork_tests[] = { COMMON_TESTS };
 #undef COMMON_TESTS
