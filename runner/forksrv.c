@@ -151,12 +151,12 @@ static struct {
 
 static int spawn_server(const char *path, int fd, pid_t runner, pid_t *pid);
 
-/* Read or write exactly len bytes (a pipe may give or take fewer at a time). 0, or -1. */
-static int io_exact(int fd, void *buf, size_t len, int writing)
+/* Read exactly len bytes (a pipe may give fewer at a time). 0, or -1 (EOF or an error). */
+static int read_exact(int fd, void *buf, size_t len)
 {
 	char *p = buf;
 	while (len > 0) {
-		ssize_t k = writing ? write(fd, p, len) : read(fd, p, len);
+		ssize_t k = read(fd, p, len);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
@@ -172,13 +172,13 @@ static void *keeper_main(void *arg)
 	(void)arg;
 	for (;;) {
 		struct spawn_req rq;
-		if (io_exact(g_keeper.req_r, &rq, sizeof(rq), 0) < 0)
+		if (read_exact(g_keeper.req_r, &rq, sizeof(rq)) < 0)
 			for (;;) /* cannot happen (nobody closes req_w); it must not end either */
 				pause();
 		struct spawn_res r = { -1, 0 };
 		r.err = spawn_server(rq.path, rq.fd, rq.runner, &r.pid);
 		close(rq.fd);
-		io_exact(g_keeper.res_w, &r, sizeof(r), 1);
+		rn_write_all(g_keeper.res_w, &r, sizeof(r));
 	}
 	return NULL;
 }
@@ -239,7 +239,7 @@ static void settle(void)
 	if (g_srv.state != SRV_SPAWNING)
 		return;
 	struct spawn_res r = { -1, EIO };
-	int got = io_exact(g_keeper.res_r, &r, sizeof(r), 0) == 0;
+	int got = read_exact(g_keeper.res_r, &r, sizeof(r)) == 0;
 	if (!got || r.pid <= 0) {
 		close(g_srv.sock);
 		g_srv.sock = -1;
@@ -608,7 +608,7 @@ static int server_spawn(int keeper)
 		g_spawn_env = rn_xcalloc(n + 1, sizeof(*g_spawn_env));
 		memcpy(g_spawn_env, environ, n * sizeof(*g_spawn_env));
 		struct spawn_req rq = { g_srv.path, sv[1], g_srv.owner };
-		if (io_exact(g_keeper.req_w, &rq, sizeof(rq), 1) == 0) {
+		if (rn_write_all(g_keeper.req_w, &rq, sizeof(rq)) == 0) {
 			g_srv.state = SRV_SPAWNING; /* settle() collects the result */
 			return 0;
 		}
