@@ -772,9 +772,11 @@ int rn_forksrv_start(rn_proc *p, const rn_shim_ctx *c)
 		return 0;
 	/* a server that died since the last step (its SIGCHLD not handled yet): its idle shims would
 	 * kill a step at once (their PDEATHSIG); this one is forked here, the next ones get a new
-	 * server */
-	struct pollfd pf = { .fd = g_srv.sock, .events = 0 };
-	if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLERR))) {
+	 * server. Asked of the process (our child), not of its socket: a shim it has just forked
+	 * holds a copy of that until it has closed its inherited fds. */
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PID, (id_t)g_srv.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == g_srv.pid) {
 		server_lost("died");
 		return 0;
 	}
