@@ -1612,8 +1612,9 @@ static void test_signal_after_a_stale_one(void **state)
 		job_end(a);
 		assert_int_equal(a->r.status, 0);
 		/* the old shim is held still until the next step is signalled, so that, were it handed
-		 * that step, the signal would surely come before it looks at what is pending (a
-		 * server's shim is not reaped here: its pid is not reused meanwhile) */
+		 * that step, the signal would surely come before it looks at what is pending (if it
+		 * has exited already, its pid is not reused within these microseconds: pids are
+		 * allocated in increasing order) */
 		if (g_server)
 			kill(old, SIGSTOP);
 		rn_proc p;
