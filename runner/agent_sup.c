@@ -1279,16 +1279,10 @@ void rn_ajob_free(rn_ajob *j)
 /* 1 if pid runs `runner __job DIR` for this dir. */
 static int is_our_job(pid_t pid, const char *dir)
 {
-	char path[64], buf[PATH_MAX + 64];
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
+	char buf[PATH_MAX + 64];
+	ssize_t n = rn_read_proc_file(pid, "cmdline", buf, sizeof(buf));
 	if (n <= 0)
 		return 0;
-	buf[n] = '\0';
 	/* argv: exe \0 __job \0 dir \0 */
 	const char *a1 = memchr(buf, '\0', (size_t)n);
 	if (!a1 || a1 + 1 >= buf + n || strcmp(a1 + 1, "__job") != 0)

@@ -151,28 +151,12 @@ static struct {
 
 static int spawn_server(const char *path, int fd, pid_t runner, pid_t *pid);
 
-/* Read exactly len bytes (a pipe may give fewer at a time). 0, or -1 (EOF or an error). */
-static int read_exact(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-	while (len > 0) {
-		ssize_t k = read(fd, p, len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		p += k;
-		len -= (size_t)k;
-	}
-	return 0;
-}
-
 static void *keeper_main(void *arg)
 {
 	(void)arg;
 	for (;;) {
 		struct spawn_req rq;
-		if (read_exact(g_keeper.req_r, &rq, sizeof(rq)) < 0)
+		if (rn_read_full(g_keeper.req_r, &rq, sizeof(rq)) != sizeof(rq))
 			for (;;) /* cannot happen (nobody closes req_w); it must not end either */
 				pause();
 		struct spawn_res r = { -1, 0 };
@@ -239,7 +223,7 @@ static void settle(void)
 	if (g_srv.state != SRV_SPAWNING)
 		return;
 	struct spawn_res r = { -1, EIO };
-	int got = read_exact(g_keeper.res_r, &r, sizeof(r)) == 0;
+	int got = rn_read_full(g_keeper.res_r, &r, sizeof(r)) == sizeof(r);
 	if (!got || r.pid <= 0) {
 		close(g_srv.sock);
 		g_srv.sock = -1;
@@ -313,16 +297,9 @@ static struct pshim *pool_take(void)
  * the kernel does). */
 static int is_runner_shim(pid_t pid, const char *path)
 {
-	char fn[64], buf[256];
-	snprintf(fn, sizeof(fn), "/proc/%d/stat", (int)pid);
-	int fd = open(fn, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	char buf[256];
+	if (rn_read_proc_file(pid, "stat", buf, sizeof(buf)) <= 0)
 		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
 	if (!open_paren || !close_paren || close_paren < open_paren)
 		return 0;

@@ -41,21 +41,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Read exactly len bytes unless EOF/error comes first; the bytes read. */
-static size_t read_full(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-	size_t got = 0;
-	while (got < len) {
-		ssize_t k = read(fd, p + got, len - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		got += (size_t)k;
-	}
-	return got;
-}
 
 /* ---- live shims: the ones the runner forked, and the server's ones running our steps (if the
  * server dies they are re-parented to us; rn_proc_finish reaps them) */
@@ -250,7 +235,7 @@ started:
 		/* wait until the command was exec'd or failed to (EOF: the shim died; rn_proc_finish
 		 * reports that) */
 		char b;
-		if (read_full(sp[0], &b, 1) == 1 && b != RN_SHIM_START_BYTE)
+		if (rn_read_full(sp[0], &b, 1) == 1 && b != RN_SHIM_START_BYTE)
 			p->lead = (unsigned char)b;
 	}
 	/* the read end of a pipe2(O_CLOEXEC): O_RDONLY is all its status flags */

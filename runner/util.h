@@ -3,6 +3,7 @@
 #define RN_UTIL_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 #define RN_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -33,6 +34,12 @@ size_t rn_hash(const char *s, size_t n);
 size_t rn_edit_distance(const char *a, const char *b);
 /* Write all of buf to fd, retrying on EINTR and short writes; 0 or RN_EIO. */
 int rn_write_all(int fd, const void *buf, size_t len);
+/* Read len bytes from fd unless EOF or an error comes first, retrying on EINTR and short reads;
+ * the bytes read. */
+size_t rn_read_full(int fd, void *buf, size_t len);
+/* Read /proc/PID/NAME (at most size - 1 bytes, one read: enough for stat or cmdline) into buf,
+ * NUL-terminated; the bytes read, or -1 (the process is gone). */
+ssize_t rn_read_proc_file(pid_t pid, const char *name, char *buf, size_t size);
 /* Read a whole file into a new NUL-terminated buffer of at most max bytes; caller frees *out. */
 int rn_read_file(char **out, size_t *len, const char *path, size_t max);
 /* mkdir -p with mode; 0 or RN_EIO. */
