@@ -174,7 +174,6 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 
 	rn_shim_ctx c;
 	memset(&c, 0, sizeof(c));
-	c.parent = getpid();
 	c.path = resolve_program(o->argv[0], envp, o->dir, &c.path_errno);
 	size_t argc = 0;
 	while (o->argv[argc])
@@ -208,6 +207,7 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 		goto started;
 	}
 
+	c.parent = getpid(); /* the shim is forked here: it checks that its parent is still us */
 	/* like git's start_command: no signal handler may run in the child before it resets them */
 	sigset_t all, old;
 	sigfillset(&all);
