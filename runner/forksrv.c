@@ -82,8 +82,6 @@ static struct {
 	int state;
 	int sock;        /* our end of the socketpair (STARTING, UP) */
 	pid_t pid;       /* runner-shim (STARTING, UP) */
-	pid_t owner;     /* the process that started it */
-	int gen;         /* counts the servers started */
 	int asked;       /* unsandboxed steps started (up to 2) */
 	int failures;    /* servers that died or would not start */
 	int pending;     /* shims asked for (or promised) whose NEW message is not read yet */
@@ -94,7 +92,7 @@ static struct {
 	char info[PATH_MAX + 64];
 	struct pshim *pool;
 	size_t npool, cappool;
-} g_srv = { .state = SRV_UNTRIED, .sock = -1, .pid = -1, .owner = -1, .next_id = 1 };
+} g_srv = { .state = SRV_UNTRIED, .sock = -1, .pid = -1, .next_id = 1 };
 
 /* Set in the child of a fork() (pthread_atfork): what it inherited of the server is not its. */
 static volatile sig_atomic_t g_forked;
@@ -574,8 +572,6 @@ static int server_spawn(int keeper)
 	pthread_once(&once, watch_forks);
 	g_srv.sock = sv[0];
 	g_srv.pid = -1;
-	g_srv.owner = getpid();
-	g_srv.gen++;
 	g_srv.pending = 0;
 	if (keeper && keeper_start() == 0) {
 		size_t n = 0;
@@ -584,14 +580,14 @@ static int server_spawn(int keeper)
 		free(g_spawn_env);
 		g_spawn_env = rn_xcalloc(n + 1, sizeof(*g_spawn_env));
 		memcpy(g_spawn_env, environ, n * sizeof(*g_spawn_env));
-		struct spawn_req rq = { g_srv.path, sv[1], g_srv.owner };
+		struct spawn_req rq = { g_srv.path, sv[1], getpid() };
 		if (rn_write_all(g_keeper.req_w, &rq, sizeof(rq)) == 0) {
 			g_srv.state = SRV_SPAWNING; /* settle() collects the result */
 			return 0;
 		}
 	}
 	pid_t pid = -1;
-	int rc = spawn_server_env(g_srv.path, sv[1], g_srv.owner, environ, &pid);
+	int rc = spawn_server_env(g_srv.path, sv[1], getpid(), environ, &pid);
 	close(sv[1]);
 	if (rc) {
 		close(sv[0]);
@@ -807,7 +803,6 @@ int rn_forksrv_start(rn_proc *p, const rn_shim_ctx *c)
 		s->signalled = 0;
 		p->pid = s->pid;
 		p->pidfd = s->pidfd;
-		p->gen = g_srv.gen;
 		p->step = id;
 		return 1;
 	}

@@ -9,7 +9,7 @@
 #include "shim.h"
 
 /* Hand the step described by c (status_w, out_fd, in_fd are passed, not closed) to an idle shim
- * of the server: 1 started (p->pid, p->pidfd, p->gen, p->step set), 0 not (the caller forks the
+ * of the server: 1 started (p->pid, p->pidfd, p->step set), 0 not (the caller forks the
  * shim itself: no server, or it is starting, or the request is too large). */
 int rn_forksrv_start(rn_proc *p, const rn_shim_ctx *c);
 /* The step of p (started by rn_forksrv_start) is over: reported says whether its full report

@@ -164,7 +164,6 @@ int rn_proc_start(rn_proc *p, const rn_proc_opts *o)
 	p->pidfd = -1;
 	p->lead = -1;
 	p->async = o && o->async_start;
-	p->gen = 0;
 	p->step = 0;
 	if (!o || !o->argv || !o->argv[0]) {
 		rn_error_set("rn_proc_start: empty argv");

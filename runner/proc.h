@@ -75,8 +75,7 @@ typedef struct rn_proc {
 	int lead;      /* internal: a report byte rn_proc_start read ahead, -2 while the start
 	                * marker of an async start is unread, else -1 */
 	int async;     /* internal: started with async_start */
-	int gen;       /* internal: which fork server started it (0: none) */
-	uint32_t step; /* internal: the step's id at that server */
+	uint32_t step; /* internal: the step's id at the fork server (signals carry it) */
 } rn_proc;
 
 typedef struct rn_proc_result {
